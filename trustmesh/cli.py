@@ -1,0 +1,69 @@
+"""The `trustmesh` command. Each subcommand lives in its own module and is imported only when used.
+
+A subcommand module offers ``configure(parser: argparse.ArgumentParser) -> None`` (add its
+arguments, or its own sub-subcommands) and ``run(args: argparse.Namespace) -> int`` (the exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from trustmesh.errors import TrustMeshError
+
+# name -> (module, one-line help). Keep the list sorted by name; one row per subcommand.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "devnet": ("trustmesh.devnet.cli", "run the embedded single-node ledger (Sawtooth 1.2 protocol)"),
+    "keygen": ("trustmesh.ledger.keygen", "write a secp256k1 key pair for a node"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(len(name) for name in COMMANDS)
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in sorted(COMMANDS.items()))
+    return argparse.ArgumentParser(
+        prog="trustmesh",
+        description="Federated learning for open IoT environments, verifiable on a Sawtooth ledger.",
+        epilog=f"subcommands:\n{listing}\n\n`trustmesh SUBCOMMAND --help` explains each one.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="trustmesh [-h] [-v] SUBCOMMAND ...",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    top.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    top.add_argument("subcommand", nargs="?", help=argparse.SUPPRESS)
+    verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
+    if verbose:
+        argv = argv[1:]
+    if not argv or argv[0] in {"-h", "--help"}:
+        top.print_help()
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"trustmesh: unknown subcommand {name!r}; see `trustmesh --help`", file=sys.stderr)
+        return 2
+    module_name, text = COMMANDS[name]
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"trustmesh {name}", description=text)
+    module.configure(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except TrustMeshError as exc:
+        print(f"trustmesh {name}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"trustmesh {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""A thread-based ``Stream`` for the Sawtooth SDK 1.2.5 on Python 3.11.
+
+The SDK's ``sawtooth_sdk/messaging/stream.py`` uses ``@asyncio.coroutine`` and
+``asyncio.Queue(loop=...)``, both removed in Python 3.11, so it fails at import. :func:`install`
+puts this module's :class:`Stream` in ``sys.modules['sawtooth_sdk.messaging.stream']`` before
+anything imports ``sawtooth_sdk.processor``; the SDK's own ``TransactionProcessor``, ``Context``
+and ``TransactionHandler`` then run unchanged over plain pyzmq sockets.
+
+One I/O thread owns the DEALER socket (zmq sockets are not thread-safe). Callers hand it outgoing
+messages through a queue and wake it over an inproc pair. Replies resolve the SDK's own
+``Future`` objects by correlation id; other messages (process requests, pings) wait in a receive
+queue. A socket monitor turns a disconnect into failed futures and, once the socket has
+reconnected, a ``RECONNECT_EVENT`` on the receive queue, so the processor core re-registers.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import sys
+import threading
+import types
+import uuid
+from typing import Any
+
+import zmq
+import zmq.utils.monitor
+
+LOGGER = logging.getLogger(__name__)
+
+RECONNECT_EVENT = -1
+"""Sentinel on the receive queue: the validator connection came back; register again."""
+
+_POLL_MS = 200
+
+
+def _new_id() -> bytes:
+    return uuid.uuid4().hex.encode()
+
+
+class Stream:
+    """Connection to a validator's component endpoint, as the SDK's processor core expects."""
+
+    def __init__(self, url: str) -> None:
+        from sawtooth_sdk.messaging.future import FutureCollection
+
+        self._url = url
+        self._identity = _new_id()[:16]
+        self._futures = FutureCollection()
+        self._outbox: queue.Queue[Any] = queue.Queue()
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._waiting: list[concurrent.futures.Future[Any]] = []
+        self._inbox_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._ready.set()
+        self._closed = threading.Event()
+        self._context = zmq.Context()
+        self._wake_addr = f"inproc://stream-wake-{_new_id().decode()}"
+        self._wake_recv = self._context.socket(zmq.PAIR)
+        self._wake_recv.bind(self._wake_addr)
+        self._wake_send = self._context.socket(zmq.PAIR)
+        self._wake_send.connect(self._wake_addr)
+        self._wake_lock = threading.Lock()
+        started: queue.Queue[BaseException | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, args=(started,), name="sdk-stream", daemon=True)
+        self._thread.start()
+        error = started.get()
+        if error is not None:
+            raise error
+
+    # -- the surface the SDK's core.py and context.py use ------------------------------------
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def zmq_id(self) -> bytes:
+        return self._identity
+
+    def send(self, message_type: int, content: bytes) -> Any:
+        """Send a request; return the SDK ``Future`` its reply resolves."""
+        from sawtooth_sdk.messaging.exceptions import ValidatorConnectionError
+        from sawtooth_sdk.messaging.future import Future
+        from sawtooth_sdk.protobuf.validator_pb2 import Message
+
+        if not self._ready.is_set():
+            raise ValidatorConnectionError()
+        message = Message(message_type=message_type, correlation_id=_new_id(), content=content)
+        future = Future(message.correlation_id, request_type=message_type)
+        self._futures.put(future)
+        self._enqueue(message)
+        return future
+
+    def send_back(self, message_type: int, correlation_id: bytes, content: bytes) -> None:
+        """Answer a message the validator sent (a process request, a ping)."""
+        from sawtooth_sdk.messaging.exceptions import ValidatorConnectionError
+        from sawtooth_sdk.protobuf.validator_pb2 import Message
+
+        if not self._ready.is_set():
+            raise ValidatorConnectionError()
+        self._enqueue(Message(message_type=message_type, correlation_id=correlation_id, content=content))
+
+    def receive(self) -> concurrent.futures.Future[Any]:
+        """A future of the next message that is not a reply (or ``RECONNECT_EVENT``)."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._inbox_lock:
+            try:
+                future.set_result(self._inbox.get_nowait())
+            except queue.Empty:
+                self._waiting.append(future)
+        return future
+
+    def wait_for_ready(self) -> None:
+        self._ready.wait()
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake()
+        self._thread.join(timeout=5)
+        with self._inbox_lock:
+            for future in self._waiting:
+                future.cancel()
+            self._waiting.clear()
+
+    # -- the I/O thread ------------------------------------------------------------------------
+    def _enqueue(self, message: Any) -> None:
+        self._outbox.put(message)
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._wake_lock:
+            try:
+                self._wake_send.send(b"", zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+
+    def _deliver(self, item: Any) -> None:
+        with self._inbox_lock:
+            while self._waiting:
+                future = self._waiting.pop(0)
+                if future.set_running_or_notify_cancel():
+                    future.set_result(item)
+                    return
+            self._inbox.put(item)
+
+    def _fail_pending_futures(self) -> None:
+        from sawtooth_sdk.messaging.future import FutureError
+
+        for future in list(self._futures.future_values()):
+            future.set_result(FutureError())
+
+    def _run(self, started: queue.Queue[BaseException | None]) -> None:
+        try:
+            sock = self._context.socket(zmq.DEALER)
+            sock.identity = self._identity
+            sock.linger = 0
+            monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            sock.connect(self._url)
+        except zmq.ZMQError as exc:
+            started.put(exc)
+            return
+        started.put(None)
+        poller = zmq.Poller()
+        for s in (sock, monitor, self._wake_recv):
+            poller.register(s, zmq.POLLIN)
+        was_disconnected = False
+        while not self._closed.is_set():
+            events = dict(poller.poll(_POLL_MS))
+            if self._wake_recv in events:
+                while self._wake_recv.poll(0):
+                    self._wake_recv.recv()
+            if monitor in events:
+                event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+                if event == zmq.EVENT_DISCONNECTED:
+                    LOGGER.info("lost the validator at %s; reconnecting", self._url)
+                    self._ready.clear()
+                    was_disconnected = True
+                    self._fail_pending_futures()
+                elif event == zmq.EVENT_CONNECTED and was_disconnected:
+                    was_disconnected = False
+                    self._ready.set()
+                    self._deliver(RECONNECT_EVENT)
+            if sock in events:
+                while sock.poll(0):
+                    self._on_frame(sock.recv_multipart())
+            while True:
+                try:
+                    message = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                sock.send_multipart([message.SerializeToString()])
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close(linger=0)
+
+    def _on_frame(self, frames: list[bytes]) -> None:
+        from google.protobuf.message import DecodeError
+        from sawtooth_sdk.messaging.future import FutureCollectionKeyError, FutureResult
+        from sawtooth_sdk.protobuf.validator_pb2 import Message
+
+        message = Message()
+        try:
+            message.ParseFromString(frames[-1])
+        except DecodeError:
+            LOGGER.warning("dropped an undecodable frame from %s", self._url)
+            return
+        try:
+            self._futures.set_result(
+                message.correlation_id,
+                FutureResult(message_type=message.message_type, content=message.content),
+            )
+            self._futures.remove(message.correlation_id)
+        except FutureCollectionKeyError:
+            self._deliver(message)
+
+
+def install() -> None:
+    """Make ``sawtooth_sdk.messaging.stream`` resolve to this module's replacement.
+
+    Idempotent. Must run before ``sawtooth_sdk.processor`` is imported (``import trustmesh`` does it).
+    """
+    name = "sawtooth_sdk.messaging.stream"
+    current = sys.modules.get(name)
+    if current is not None and getattr(current, "Stream", None) is Stream:
+        return
+    module = types.ModuleType(name, __doc__)
+    module.Stream = Stream  # type: ignore[attr-defined]
+    module.RECONNECT_EVENT = RECONNECT_EVENT  # type: ignore[attr-defined]
+    sys.modules[name] = module

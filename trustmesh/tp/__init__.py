@@ -1,0 +1,1 @@
+"""Transaction processors: ``trustmesh.tp.federation`` and ``trustmesh.tp.iot_data``."""
