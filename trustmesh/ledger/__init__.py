@@ -1,0 +1,1 @@
+"""The ledger client: keys, signed transactions and batches, and the ZMQ client of a validator."""
