@@ -1,0 +1,24 @@
+"""Secure aggregation by pairwise masks with Shamir-shared secrets (Bonawitz et al., CCS 2017).
+
+The aggregator learns only the sum of the survivors' quantized, pre-weighted, self-clipped deltas.
+"""
+from trustmesh.privacy.secagg.messages import (
+    PublicKeys,
+    Reveal,
+    decode_masked_input,
+    encode_masked_input,
+)
+from trustmesh.privacy.secagg.participant import Participant
+from trustmesh.privacy.secagg.ring import RingQuantizer
+from trustmesh.privacy.secagg.server import Server, weighted_mean
+
+__all__ = [
+    "Participant",
+    "PublicKeys",
+    "Reveal",
+    "RingQuantizer",
+    "Server",
+    "decode_masked_input",
+    "encode_masked_input",
+    "weighted_mean",
+]

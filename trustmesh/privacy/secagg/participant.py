@@ -1,0 +1,138 @@
+"""One participant's side of secure aggregation for one round (fresh keys every round)."""
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import numpy as np
+
+from trustmesh.privacy.errors import RevealRefused, SecAggFailed, SecAggMessageInvalid
+from trustmesh.privacy.secagg import crypto, shamir
+from trustmesh.privacy.secagg.messages import (
+    PublicKeys,
+    Reveal,
+    Share,
+    SharePlaintext,
+    decode_envelope,
+    encode_envelope,
+)
+from trustmesh.privacy.secagg.ring import RingQuantizer
+from trustmesh.privacy.secagg.roster import check_roster, pairwise_mask, share_context, share_indices
+
+
+class Participant:
+    """Phases: advertise -> share_keys -> masked_input -> unmask_reveal. Holds its secrets in memory only."""
+
+    def __init__(self, *, participant_id: str, threshold: int, round_id: str,
+                 quantizer: RingQuantizer | None = None, rng: np.random.Generator | None = None) -> None:
+        self.participant_id = participant_id
+        self.threshold = threshold
+        self.round_id = round_id
+        self.quantizer = quantizer or RingQuantizer()
+        self._rng = rng or np.random.default_rng()
+        self._enc_key = crypto.new_private_key()
+        self._mask_key = crypto.new_private_key()
+        self._seed = crypto.new_seed()
+        self._roster: dict[str, PublicKeys] = {}
+        self._own_shares: tuple[Share, Share] | None = None
+        self._members: frozenset[str] = frozenset()
+        self._revealed: dict[str, str] = {}  # peer -> "seed" | "key", for the whole round
+
+    def advertise(self) -> PublicKeys:
+        """Phase 0: the public keys and seed commitment to publish."""
+        return PublicKeys(participant_id=self.participant_id,
+                          enc_public=crypto.public_bytes(self._enc_key),
+                          mask_public=crypto.public_bytes(self._mask_key),
+                          seed_commitment=crypto.commit(self._seed))
+
+    def share_keys(self, roster: Mapping[str, PublicKeys]) -> dict[str, bytes]:
+        """Phase 1: Shamir-share the seed and the mask key; one AES-GCM envelope per other participant."""
+        if roster.get(self.participant_id) != self.advertise():
+            raise SecAggMessageInvalid("the roster does not hold this participant's own keys")
+        check_roster(roster, self.threshold)
+        self._roster = dict(roster)
+        self._members = frozenset(roster)
+        indices = share_indices(roster)
+        seed_shares = dict(shamir.split(self._seed, self.threshold, len(roster)))
+        key_shares = dict(shamir.split(crypto.private_bytes(self._mask_key), self.threshold, len(roster)))
+        envelopes: dict[str, bytes] = {}
+        for recipient, index in indices.items():
+            pair = ((index, seed_shares[index]), (index, key_shares[index]))
+            if recipient == self.participant_id:
+                self._own_shares = pair
+                continue
+            plaintext = SharePlaintext(sender=self.participant_id, recipient=recipient,
+                                       seed_share=pair[0], key_share=pair[1]).to_cbor()
+            context = share_context(self.round_id, self.participant_id, recipient)
+            key = crypto.derive_key(self._enc_key, roster[recipient].enc_public, purpose="share",
+                                    context=context)
+            envelopes[recipient] = encode_envelope(*crypto.seal(key, plaintext, context))
+        return envelopes
+
+    def masked_input(self, delta_vector: np.ndarray, weight: float, *,
+                     members: Collection[str] | None = None) -> np.ndarray:
+        """Phase 2: quantize weight*delta into Z/2^32, add the self mask and the pairwise masks.
+
+        ``members`` is the set whose shares were delivered (default: the whole roster); the
+        survivor and dropped sets of phase 3 must split it.
+        """
+        if not self._roster:
+            raise SecAggFailed("share_keys must run before masked_input")
+        if members is not None:
+            chosen = frozenset(members)
+            if self.participant_id not in chosen or not chosen <= frozenset(self._roster):
+                raise SecAggFailed("members must include this participant and lie within the roster")
+            if len(chosen) < self.threshold:
+                raise SecAggFailed("fewer than t members delivered their shares")
+            self._members = chosen
+        vector = np.asarray(delta_vector, dtype=np.float64).ravel() * float(weight)
+        total = self.quantizer.encode(vector, participants=len(self._members), rng=self._rng)
+        total += crypto.expand_mask(self._seed, total.size)
+        for peer in self._members - {self.participant_id}:
+            total += pairwise_mask(self._mask_key, self._roster[peer].mask_public, round_id=self.round_id,
+                                   me=self.participant_id, peer=peer, length=total.size)
+        return total
+
+    def unmask_reveal(self, survivors: Collection[str], dropped: Collection[str],
+                      ciphertexts_for_me: Mapping[str, bytes]) -> Reveal:
+        """Phase 3: for each peer reveal the seed share (survivor) or the mask-key share (dropped), never both."""
+        if self._own_shares is None:
+            raise SecAggFailed("share_keys must run before unmask_reveal")
+        alive, gone = frozenset(survivors), frozenset(dropped)
+        both = alive & gone
+        if both:
+            raise RevealRefused(f"asked for both shares of {sorted(both)[0]!r}: it cannot be survivor and dropped")
+        conflicts = [peer for peer in alive | gone
+                     if self._revealed.get(peer, "seed" if peer in alive else "key")
+                     != ("seed" if peer in alive else "key")]
+        if conflicts:
+            raise RevealRefused(f"the other share of {sorted(conflicts)[0]!r} was revealed earlier this round")
+        if alive | gone != self._members:
+            raise RevealRefused("survivors and dropped must together be exactly the round's members")
+        if self.participant_id not in alive:
+            raise RevealRefused("this participant is alive but listed as dropped")
+        if len(alive) < self.threshold:
+            raise SecAggFailed("fewer than t survivors")
+
+        held: dict[str, tuple[Share, Share]] = {self.participant_id: self._own_shares}
+        unreadable: list[str] = []
+        for sender, envelope in ciphertexts_for_me.items():
+            if sender not in self._members or sender == self.participant_id:
+                continue
+            try:
+                context = share_context(self.round_id, sender, self.participant_id)
+                key = crypto.derive_key(self._enc_key, self._roster[sender].enc_public, purpose="share",
+                                        context=context)
+                plain = SharePlaintext.from_cbor(crypto.open_sealed(key, *decode_envelope(envelope), context))
+                if plain.sender != sender or plain.recipient != self.participant_id:
+                    raise SecAggMessageInvalid("envelope names another sender or recipient")
+            except SecAggMessageInvalid:
+                unreadable.append(sender)
+                continue
+            held[sender] = (plain.seed_share, plain.key_share)
+
+        for peer in alive | gone:
+            self._revealed[peer] = "seed" if peer in alive else "key"
+        return Reveal(participant_id=self.participant_id,
+                      seed_shares={peer: shares[0] for peer, shares in held.items() if peer in alive},
+                      key_shares={peer: shares[1] for peer, shares in held.items() if peer in gone},
+                      unreadable=tuple(sorted(unreadable)))

@@ -1,0 +1,48 @@
+"""What participants and the server must compute identically: share indices, pair contexts, masks."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from trustmesh.privacy.errors import PrivacyConfigError, SecAggMessageInvalid
+from trustmesh.privacy.secagg.crypto import derive_key, expand_mask
+from trustmesh.privacy.secagg.messages import PublicKeys
+
+
+def share_indices(participant_ids: Iterable[str]) -> dict[str, int]:
+    """Shamir index of each holder: 1..n in sorted id order (the on-chain index order)."""
+    return {pid: index for index, pid in enumerate(sorted(participant_ids), start=1)}
+
+
+def check_roster(roster: Mapping[str, PublicKeys], threshold: int) -> None:
+    """A roster is usable when ids match their keys, keys are distinct and 2 <= t <= n."""
+    for pid, keys in roster.items():
+        if keys.participant_id != pid:
+            raise SecAggMessageInvalid(f"roster entry {pid!r} carries keys of {keys.participant_id!r}")
+    if len({keys.mask_public for keys in roster.values()}) != len(roster) or \
+            len({keys.enc_public for keys in roster.values()}) != len(roster):
+        raise SecAggMessageInvalid("two roster entries share a public key")
+    if not 2 <= threshold <= len(roster):
+        raise PrivacyConfigError(f"threshold must be in [2, {len(roster)}] for {len(roster)} participants, "
+                                 f"got {threshold}")
+
+
+def pair_context(round_id: str, a: str, b: str) -> bytes:
+    """Binds a derived key to the round and to the unordered pair {a, b}."""
+    low, high = sorted((a, b))
+    return f"{round_id}\x00{low}\x00{high}".encode()
+
+
+def share_context(round_id: str, sender: str, recipient: str) -> bytes:
+    """Binds a share envelope to the round and to its direction (sender -> recipient)."""
+    return f"{round_id}\x00{sender}\x00{recipient}".encode()
+
+
+def pairwise_mask(private: X25519PrivateKey, peer_public: bytes, *, round_id: str, me: str, peer: str,
+                  length: int) -> np.ndarray:
+    """The mask shared by ``me`` and ``peer``, signed as ``me`` adds it: + if me < peer, else −."""
+    seed = derive_key(private, peer_public, purpose="mask", context=pair_context(round_id, me, peer))
+    mask = expand_mask(seed, length)
+    return mask if me < peer else (np.uint32(0) - mask)

@@ -1,0 +1,83 @@
+"""The aggregator's side: sum masked inputs mod 2^32, rebuild and check the secrets, strip the masks."""
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import numpy as np
+
+from trustmesh.privacy.errors import SecAggFailed
+from trustmesh.privacy.secagg import crypto, shamir
+from trustmesh.privacy.secagg.messages import PublicKeys, Reveal, Share
+from trustmesh.privacy.secagg.ring import RingQuantizer
+from trustmesh.privacy.secagg.roster import check_roster, pairwise_mask, share_indices
+
+
+class Server:
+    """Learns only the sum of the survivors' pre-weighted inputs (plus what the quantization step hides)."""
+
+    def __init__(self, *, roster: Mapping[str, PublicKeys], threshold: int, round_id: str,
+                 quantizer: RingQuantizer | None = None, members: Collection[str] | None = None) -> None:
+        check_roster(roster, threshold)
+        self.roster = dict(roster)
+        self.threshold = threshold
+        self.round_id = round_id
+        self.quantizer = quantizer or RingQuantizer()
+        self.members = frozenset(roster if members is None else members)
+        if not self.members <= frozenset(roster):
+            raise SecAggFailed("members must lie within the roster")
+        self._indices = share_indices(roster)
+
+    def unmask(self, masked_inputs: Mapping[str, np.ndarray], reveals: Mapping[str, Reveal]) -> np.ndarray:
+        """The float32 sum of the survivors' inputs; survivors are exactly the keys of ``masked_inputs``."""
+        survivors = frozenset(masked_inputs)
+        if not survivors <= self.members:
+            raise SecAggFailed("a masked input came from outside the round's members")
+        if len(survivors) < self.threshold:
+            raise SecAggFailed("fewer than t survivors")
+        dropped = self.members - survivors
+        reveals = {pid: reveal for pid, reveal in reveals.items() if pid in survivors}
+        if len(reveals) < self.threshold:
+            raise SecAggFailed("fewer than t survivors revealed their shares")
+        lengths = {np.asarray(vector).size for vector in masked_inputs.values()}
+        if len(lengths) != 1:
+            raise SecAggFailed("masked inputs differ in length")
+        length = lengths.pop()
+
+        total = np.zeros(length, dtype=np.uint32)
+        for pid in sorted(survivors):
+            total += np.asarray(masked_inputs[pid], dtype=np.uint32)
+        for pid in sorted(survivors):
+            seed = shamir.combine(self._shares(reveals, pid, kind="seed"))
+            if crypto.commit(seed) != self.roster[pid].seed_commitment:
+                raise SecAggFailed(f"recovered self-mask seed of {pid!r} does not match its commitment")
+            total -= crypto.expand_mask(seed, length)
+        for gone in sorted(dropped):
+            raw = shamir.combine(self._shares(reveals, gone, kind="key"))
+            mask_key = crypto.private_from_bytes(raw)
+            if crypto.public_bytes(mask_key) != self.roster[gone].mask_public:
+                raise SecAggFailed(f"recovered mask key of {gone!r} does not match its public key")
+            for pid in sorted(survivors):
+                # pid added the mask with pid's sign; the same mask seen from `gone` has the opposite sign.
+                total += pairwise_mask(mask_key, self.roster[pid].mask_public, round_id=self.round_id,
+                                       me=gone, peer=pid, length=length)
+        return self.quantizer.decode(total).astype(np.float32)
+
+    def _shares(self, reveals: Mapping[str, Reveal], owner: str, *, kind: str) -> list[Share]:
+        """Exactly t shares of ``owner``'s secret, each at its revealer's own index (lowest indices first)."""
+        found: list[Share] = []
+        for revealer in sorted(reveals, key=self._indices.__getitem__):
+            table = reveals[revealer].seed_shares if kind == "seed" else reveals[revealer].key_shares
+            share = table.get(owner)
+            if share is not None and share[0] == self._indices[revealer]:
+                found.append(share)
+            if len(found) == self.threshold:
+                return found
+        raise SecAggFailed(f"fewer than t shares of {owner!r}'s {'seed' if kind == 'seed' else 'mask key'}")
+
+
+def weighted_mean(total: np.ndarray, survivor_weights: Collection[float]) -> np.ndarray:
+    """Turn the unmasked sum of pre-weighted deltas into the FedAvg delta over the survivors."""
+    weight = float(sum(survivor_weights))
+    if weight <= 0:
+        raise SecAggFailed("survivor weights sum to zero")
+    return (np.asarray(total, dtype=np.float64) / weight).astype(np.float32)
