@@ -99,9 +99,12 @@ def spec_of(params: Mapping[str, np.ndarray]) -> ParamSpec:
 @functools.cache
 def spec_for_model(name: str) -> ParamSpec:
     """The spec of a registered model (built once, then cached)."""
+    import torch
+
     from trustmesh.fl.models import build_model
 
-    return spec_of(get_params(build_model(name)))
+    with torch.random.fork_rng(devices=[]):  # building seeds torch; keep the caller's RNG as it was
+        return spec_of(get_params(build_model(name)))
 
 
 def get_params(model: torch.nn.Module) -> Params:
