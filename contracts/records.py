@@ -81,7 +81,7 @@ class SecureAggregationSpec(Record):
     """Pairwise-mask secure aggregation and its Shamir threshold."""
 
     enabled: bool
-    threshold: Annotated[int, Range(1, MAX_PARTICIPANTS)] | None = None
+    threshold: Annotated[int, Range(2, MAX_PARTICIPANTS)] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

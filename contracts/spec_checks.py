@@ -26,11 +26,11 @@ def spec_problems(spec: WorkflowSpec, *, participants: int, compute_nodes: int) 
     k = spec.attestations_required
     if k == 0 and compute_nodes != 1:
         problems.append(
-            f"attestations_required: 0 is allowed only with exactly one compute node, not {compute_nodes}"
+            f"federation_config.attestations_required: 0 is allowed only with exactly one compute node, not {compute_nodes}"
         )
     if k > 0 and compute_nodes < k + 1:
         problems.append(
-            f"attestations_required: {k} needs at least {k + 1} compute nodes (the aggregator cannot "
+            f"federation_config.attestations_required: {k} needs at least {k + 1} compute nodes (the aggregator cannot "
             f"attest itself), not {compute_nodes}"
         )
     secagg = spec.privacy.secure_aggregation

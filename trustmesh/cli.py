@@ -16,6 +16,7 @@ from trustmesh.errors import TrustMeshError
 COMMANDS: dict[str, tuple[str, str]] = {
     "devnet": ("trustmesh.devnet.cli", "run the embedded single-node ledger (Sawtooth 1.2 protocol)"),
     "keygen": ("trustmesh.ledger.keygen", "write a secp256k1 key pair for a node"),
+    "workflow": ("trustmesh.workflow_cli", "validate a federated-learning workflow file"),
 }
 
 
