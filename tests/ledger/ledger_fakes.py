@@ -1,0 +1,102 @@
+"""An in-process fake validator: a real ZMQ ROUTER answering client messages from canned handlers.
+
+It checks the client's side of the exchange (framing, correlation ids, message types, paging,
+resubscription) without a ledger behind it.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import zmq
+from sawtooth_sdk.protobuf.validator_pb2 import Message
+
+from trustmesh.net import free_port
+
+
+@dataclass
+class Received:
+    identity: bytes
+    message: Message
+
+
+Reply = tuple[int, bytes]
+Handler = Callable[[Received], "Reply | list[Reply] | None"]
+
+
+class FakeValidator:
+    """ROUTER on a free port; ``on(type, fn)`` sets the answer for a message type."""
+
+    def __init__(self, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.handlers: dict[int, Handler] = {}
+        self.received: list[Received] = []
+        self._outbox: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bound = threading.Event()
+
+    def on(self, message_type: int, handler: Handler) -> None:
+        self.handlers[message_type] = handler
+
+    def of_type(self, message_type: int) -> list[Received]:
+        return [r for r in self.received if r.message.message_type == message_type]
+
+    def identities(self) -> list[bytes]:
+        seen: list[bytes] = []
+        for r in self.received:
+            if r.identity not in seen:
+                seen.append(r.identity)
+        return seen
+
+    def push(self, identity: bytes, message_type: int, content: bytes, correlation_id: str = "") -> None:
+        """Send an unsolicited message (an event list, a ping) to one client."""
+        frame = Message(message_type=message_type, correlation_id=correlation_id or "push", content=content)
+        self._outbox.put((identity, frame.SerializeToString()))
+
+    def start(self) -> FakeValidator:
+        self._stop.clear()
+        self._bound.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._bound.wait(5), "fake validator did not bind"
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        context = zmq.Context.instance()
+        sock = context.socket(zmq.ROUTER)
+        sock.linger = 0
+        sock.bind(self.url)
+        self._bound.set()
+        try:
+            while not self._stop.is_set():
+                if sock.poll(20):
+                    identity, frame = sock.recv_multipart()
+                    message = Message()
+                    message.ParseFromString(frame)
+                    received = Received(identity, message)
+                    self.received.append(received)
+                    handler = self.handlers.get(message.message_type)
+                    answer = handler(received) if handler else None
+                    answers = [answer] if isinstance(answer, tuple) else (answer or [])
+                    for reply_type, content in answers:
+                        reply = Message(
+                            message_type=reply_type, correlation_id=message.correlation_id, content=content
+                        )
+                        sock.send_multipart([identity, reply.SerializeToString()])
+                while True:
+                    try:
+                        identity, frame = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    sock.send_multipart([identity, frame])
+        finally:
+            sock.close(linger=0)
