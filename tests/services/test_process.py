@@ -1,0 +1,61 @@
+"""ProcessGroup: children are remembered, stopped by PID in reverse order, and killable."""
+import sys
+
+import pytest
+
+from trustmesh.services import ProcessGroup, ServiceError, spawn
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+IGNORES_TERM = [sys.executable, "-c",
+                "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+                "time.sleep(60)"]
+
+
+def test_group_stops_every_child_on_exit(tmp_path):
+    with ProcessGroup() as group:
+        first = group.spawn("a", SLEEPER, log_path=tmp_path / "a.log")
+        second = group.spawn("b", SLEEPER, log_path=tmp_path / "b.log")
+        assert first.alive and second.alive and first.pid != second.pid
+    assert not first.alive and not second.alive
+    assert group.children == []
+
+
+def test_group_stops_children_when_the_body_raises(tmp_path):
+    with pytest.raises(RuntimeError), ProcessGroup() as group:
+        child = group.spawn("a", SLEEPER, log_path=tmp_path / "a.log")
+        raise RuntimeError("boom")
+    assert not child.alive
+
+
+def test_kill_and_dead_listing(tmp_path):
+    with ProcessGroup() as group:
+        child = group.spawn("victim", SLEEPER)
+        other = group.spawn("other", SLEEPER)
+        assert child.kill() == -9
+        assert group.dead() == [child]
+        assert other.alive
+
+
+def test_terminate_falls_back_to_sigkill(tmp_path):
+    log = tmp_path / "stubborn.log"
+    child = spawn("stubborn", IGNORES_TERM, log_path=log)
+    # wait until the handler is installed (the child says so), else SIGTERM would still kill it
+    for _ in range(200):
+        if "ready" in child.log_tail():
+            break
+        child.wait(0.05)
+    assert child.terminate(timeout=0.5) == -9
+    assert not child.alive
+
+
+def test_env_and_log_path(tmp_path):
+    log = tmp_path / "out.log"
+    child = spawn("echo", [sys.executable, "-c", "import os; print(os.environ['TM_X'])"],
+                  env={"TM_X": "hello"}, log_path=log)
+    assert child.wait(30) == 0
+    assert log.read_text().strip() == "hello"
+
+
+def test_missing_binary_is_a_service_error(tmp_path):
+    with pytest.raises(ServiceError, match="cannot start"):
+        spawn("nothing", [str(tmp_path / "no-such-binary")])
