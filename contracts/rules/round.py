@@ -36,7 +36,7 @@ def complete_if_last(workflow: WorkflowRecord, record: RoundRecord) -> WorkflowR
 
 def open_round(view: StateView, signer: str, payload: OpenRound) -> Outcome:
     """The coordinator opens the next round with a fresh schedule_id; deadline = now + round_timeout."""
-    workflow = load_workflow(view, payload.workflow_id)
+    workflow = load_workflow(view, payload.workflow_id, active=False)
     if signer != workflow.coordinator:
         raise RuleViolation("only the workflow's coordinator may open a round")
     expected = workflow.last_round + 1
@@ -49,14 +49,12 @@ def open_round(view: StateView, signer: str, payload: OpenRound) -> Outcome:
             f"privacy budget exhausted: the workflow's privacy cap allows {workflow.privacy_cap} round(s), "
             f"round {payload.round} refused"
         )
+    if workflow.status != "active":
+        raise RuleViolation(f"workflow {workflow.workflow_id!r} is {workflow.status}")
     if workflow.last_round > 0:
         previous = load_round(view, workflow.workflow_id, workflow.last_round)
         if previous.status not in TERMINAL:
             raise RuleViolation(f"round {previous.round} is still {previous.status}")
-    if len(workflow.participants) < workflow.spec.expected_nodes:
-        raise RuleViolation(
-            f"only {len(workflow.participants)} participant(s), {workflow.spec.expected_nodes} expected"
-        )
     sched_address = schedule_address(workflow.workflow_id, payload.schedule_id)
     if view.get(sched_address):
         raise RuleViolation(f"schedule_id {payload.schedule_id!r} is already used in this workflow")

@@ -7,8 +7,9 @@ from typing import Any
 from sawtooth_sdk.protobuf.block_info_pb2 import BlockInfo, BlockInfoConfig
 from trustmesh.contracts import blockinfo, cbor
 from trustmesh.contracts.addresses import round_address, submission_index_address, workflow_address
+from trustmesh.contracts.families import FEDERATION, IOT_DATA, Family
 from trustmesh.contracts.records import RoundRecord, SubmissionIndex, WorkflowRecord
-from trustmesh.contracts.rules import Event, Outcome, apply_federation, apply_submission
+from trustmesh.contracts.rules import Event, Outcome, apply_federation, apply_submission, declared_addresses
 from trustmesh.contracts.view import MappingView
 
 
@@ -89,6 +90,27 @@ def submission(round_no: int, schedule_id: str, text: str, *, inline: bool = Tru
     return payload
 
 
+class RecordingView(MappingView):
+    """A MappingView that remembers every address read."""
+
+    def __init__(self, *, state: dict[str, bytes]) -> None:
+        super().__init__(state=state)
+        self.read: list[str] = []
+
+    def get(self, address: str) -> bytes | None:
+        self.read.append(address)
+        return super().get(address)
+
+
+def check_declared(family: Family, payload: bytes, signer: str, view: RecordingView, outcome: Outcome) -> None:
+    """Every read lies under a declared input and every write under a declared output."""
+    inputs, outputs = declared_addresses(family, payload, signer)
+    for address in view.read:
+        assert any(address.startswith(prefix) for prefix in inputs), f"undeclared read {address}"
+    for address in outcome.changes:
+        assert any(address.startswith(prefix) for prefix in outputs), f"undeclared write {address}"
+
+
 class Ledger:
     """State in a dict; ``now`` is written as BlockInfo exactly as the block-info injector lays it out."""
 
@@ -124,11 +146,18 @@ class Ledger:
         return outcome
 
     def fed(self, signer: str, payload: dict[str, Any]) -> Outcome:
-        return self._commit(apply_federation(self.view, signer=signer, payload=cbor.encode(payload)))
+        raw = cbor.encode(payload)
+        view = RecordingView(state=self.state)
+        outcome = apply_federation(view, signer=signer, payload=raw)
+        check_declared(FEDERATION, raw, signer, view, outcome)
+        return self._commit(outcome)
 
     def submit(self, signer: str, payload: dict[str, Any]) -> Outcome:
         self.txn += 1
-        outcome = apply_submission(self.view, signer=signer, payload=cbor.encode(payload), txn_id=f"txn{self.txn}")
+        raw = cbor.encode(payload)
+        view = RecordingView(state=self.state)
+        outcome = apply_submission(view, signer=signer, payload=raw, txn_id=f"txn{self.txn}")
+        check_declared(IOT_DATA, raw, signer, view, outcome)
         return self._commit(outcome)
 
     def workflow(self, workflow_id: str = WF) -> WorkflowRecord:
