@@ -28,7 +28,8 @@ def test_clip_scales_the_whole_delta_to_the_bound_and_reports_the_norm():
     norm = l2_norm(delta)
     clipped, original = clip_delta(delta, 1.5)
     assert original == pytest.approx(norm)
-    assert l2_norm(clipped) == pytest.approx(1.5, rel=1e-6)
+    assert l2_norm(clipped) == pytest.approx(1.5, rel=1e-5)
+    assert l2_norm(clipped) <= 1.5
     # the direction is kept: every tensor shrinks by the same factor
     for name in delta:
         np.testing.assert_allclose(clipped[name], delta[name] * (1.5 / norm), rtol=1e-5, atol=1e-7)

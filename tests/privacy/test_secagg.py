@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from trustmesh.fl.aggregate import fedavg
 from trustmesh.privacy.errors import RevealRefused, SecAggFailed
 from trustmesh.privacy.secagg import RingQuantizer, shamir, weighted_mean
 
@@ -32,10 +33,9 @@ def test_weighted_sum_matches_plain_fedavg_within_quantization(secagg_round, dro
     plain_sum = sum(vectors[pid].astype(np.float64) * weights[pid] for pid in survivors)
     bound = RingQuantizer().error_bound(len(survivors)) + 1e-7  # + float32 rounding of the output
     assert np.max(np.abs(total - plain_sum)) <= bound
-    fedavg = weighted_mean(total, [weights[pid] for pid in survivors])
-    plain_avg = sum(vectors[pid].astype(np.float64) * samples[pid] for pid in survivors) / sum(
-        samples[pid] for pid in survivors)
-    assert np.max(np.abs(fedavg - plain_avg)) <= bound / sum(weights[pid] for pid in survivors)
+    mean = weighted_mean(total, [weights[pid] for pid in survivors])
+    plain_avg = fedavg([vectors[pid] for pid in survivors], [samples[pid] for pid in survivors])
+    assert np.max(np.abs(mean - plain_avg)) <= bound / sum(weights[pid] for pid in survivors) + 1e-7
 
 
 def test_deterministic_rounding_bound_is_half_a_step_each(secagg_round):

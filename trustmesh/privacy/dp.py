@@ -12,6 +12,8 @@ from typing import Literal
 
 import numpy as np
 
+from trustmesh.fl.aggregate import sq_norm
+from trustmesh.fl.params import flatten
 from trustmesh.privacy.errors import PrivacyAlreadyApplied, PrivacyConfigError
 
 Params = dict[str, np.ndarray]
@@ -27,13 +29,13 @@ __all__ = [
 ]
 
 
+# Scale a touch below C so the float32 result's norm never exceeds C after rounding.
+_CLIP_SAFETY = 1.0 - 2.0 ** -20
+
+
 def l2_norm(params: Mapping[str, np.ndarray]) -> float:
-    """L2 norm over all tensors taken together (accumulated in float64, in sorted name order)."""
-    total = 0.0
-    for name in sorted(params):
-        flat = np.asarray(params[name], dtype=np.float64).ravel()
-        total += float(np.dot(flat, flat))
-    return math.sqrt(total)
+    """L2 norm over all tensors together, in the canonical arithmetic the update validator uses."""
+    return math.sqrt(sq_norm(flatten(params)))
 
 
 def clip_delta(params: Mapping[str, np.ndarray], clip: float) -> tuple[Params, float]:
@@ -43,7 +45,7 @@ def clip_delta(params: Mapping[str, np.ndarray], clip: float) -> tuple[Params, f
     norm = l2_norm(params)
     if not math.isfinite(norm):
         raise PrivacyConfigError("delta holds non-finite values; it cannot be clipped")
-    scale = min(1.0, clip / norm) if norm > 0 else 1.0
+    scale = min(1.0, clip / norm * _CLIP_SAFETY) if norm > 0 else 1.0
     clipped = {name: (np.asarray(value, dtype=np.float64) * scale).astype(np.float32)
                for name, value in params.items()}
     return clipped, norm
