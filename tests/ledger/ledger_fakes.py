@@ -100,3 +100,93 @@ class FakeValidator:
                     sock.send_multipart([identity, frame])
         finally:
             sock.close(linger=0)
+
+
+class TcpProxy:
+    """A TCP forwarder on a free port that can cut every connection and refuse new ones for a while."""
+
+    def __init__(self, *, target_port: int) -> None:
+        import socket
+
+        self.target_port = target_port
+        self.port = free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self._socket = socket
+        self._open = threading.Event()
+        self._stop = threading.Event()
+        self._conns: list = []
+        self._lock = threading.Lock()
+        self._listener = None
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def start(self) -> TcpProxy:
+        self.resume()
+        self._thread.start()
+        return self
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones until :meth:`resume`."""
+        self._open.clear()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def resume(self) -> None:
+        listener = self._socket.socket(self._socket.AF_INET, self._socket.SOCK_STREAM)
+        listener.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        listener.settimeout(0.1)
+        self._listener = listener
+        self._open.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.cut()
+        self._thread.join(5)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            listener = self._listener
+            if not self._open.is_set() or listener is None:
+                self._stop.wait(0.05)
+                continue
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                upstream = self._socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:  # type: ignore[no-untyped-def]
+        try:
+            source.settimeout(None)
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.close()
+                except OSError:
+                    pass

@@ -1,6 +1,7 @@
 """The client's side of the validator exchange, against an in-process fake ROUTER."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -248,3 +249,25 @@ def test_pings_are_answered(validator, client):
         time.sleep(0.01)
     [pong] = validator.of_type(Message.PING_RESPONSE)
     assert pong.message.correlation_id == "ping-1"
+
+
+def test_a_request_cut_by_a_validator_restart_is_sent_again():
+    Response = client_state_pb2.ClientStateGetResponse
+    first = FakeValidator().start()  # takes the request and never answers
+    result: list[object] = []
+    with LedgerClient(urls=[first.url], timeout=5.0) as client:
+        worker = threading.Thread(target=lambda: result.append(client.get_state("aa" * 35)))
+        worker.start()
+        deadline = time.monotonic() + 5
+        while not first.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.stop()
+        second = FakeValidator(port=first.port)
+        second.on(
+            Message.CLIENT_STATE_GET_REQUEST,
+            lambda _: (Message.CLIENT_STATE_GET_RESPONSE, Response(status=Response.OK, value=b"y").SerializeToString()),
+        )
+        second.start()
+        worker.join(10)
+        second.stop()
+    assert result == [b"y"]

@@ -25,7 +25,7 @@ from sawtooth_signing import Signer
 
 from trustmesh.errors import LedgerError, LedgerTimeout, TransactionRejected
 from trustmesh.ledger.batch import make_batch, make_transaction
-from trustmesh.ledger.transport import Connection, normalize_url
+from trustmesh.ledger.transport import Connection, ConnectionLost, normalize_url
 
 if TYPE_CHECKING:
     from trustmesh.ledger.events import EventStream
@@ -348,22 +348,28 @@ class LedgerClient:
             order.insert(0, prefer_url)
         errors: list[str] = []
         all_timeouts = True
-        for url in order:
-            connection = self._connection(url)
-            try:
-                reply = connection.request(message_type, content, timeout=timeout or self.timeout)
-            except LedgerError as exc:
-                all_timeouts = all_timeouts and isinstance(exc, LedgerTimeout)
-                errors.append(str(exc))
-                self.mark_failed(url)
-                continue
-            self.mark_ok(url)
-            return url, reply
+        # A second pass only when every validator dropped the connection mid-request (a restart):
+        # each then waits up to the timeout for its connection to come back.
+        for _ in range(2):
+            lost = 0
+            for url in order:
+                connection = self._connection(url)
+                try:
+                    reply = connection.request(message_type, content, timeout=timeout or self.timeout)
+                except LedgerError as exc:
+                    all_timeouts = all_timeouts and isinstance(exc, LedgerTimeout)
+                    lost += isinstance(exc, ConnectionLost)
+                    errors.append(str(exc))
+                    self.mark_failed(url)
+                    continue
+                self.mark_ok(url)
+                return url, reply
+            if lost < len(order):
+                break
         summary = "; ".join(errors)
         if all_timeouts:
             raise LedgerTimeout(f"no validator answered: {summary}")
         raise LedgerError(f"no validator answered: {summary}")
-
 
 _Response = TypeVar("_Response", bound=ProtoMessage)
 

@@ -32,6 +32,10 @@ MessageHandler = Callable[[Message], None]
 StateHandler = Callable[[bool], None]
 
 
+class ConnectionLost(LedgerError):
+    """The connection dropped while a request was out; the request may be sent again."""
+
+
 def normalize_url(url: str) -> str:
     """``host:port`` or ``tcp://host:port`` → ``tcp://host:port``."""
     url = url.strip()
@@ -162,7 +166,7 @@ class Connection:
             self._up.set()
         else:
             self._up.clear()
-            self._fail_pending(LedgerError(f"lost the connection to {self.url}"))
+            self._fail_pending(ConnectionLost(f"lost the connection to {self.url}"))
         LOGGER.debug("%s is %s", self.url, "up" if up else "down")
         if self._on_state is not None:
             try:
