@@ -271,3 +271,23 @@ def test_a_request_cut_by_a_validator_restart_is_sent_again():
         worker.join(10)
         second.stop()
     assert result == [b"y"]
+
+
+def test_list_state_goes_on_at_the_head_when_the_old_root_is_gone(validator, client):
+    Response = client_state_pb2.ClientStateListResponse
+    entries = [(f"abcdef{i:064x}", bytes([i])) for i in range(4)]
+
+    def answer(received: Received):
+        request = client_state_pb2.ClientStateListRequest.FromString(received.message.content)
+        if request.state_root == "0" * 64:
+            return Message.CLIENT_STATE_LIST_RESPONSE, Response(status=Response.NO_ROOT).SerializeToString()
+        index = [a for a, _ in entries].index(request.paging.start) if request.paging.start else 0
+        page = entries[index : index + 2]
+        response = Response(status=Response.OK, state_root="0" * 64)
+        response.entries.extend(Response.Entry(address=a, data=d) for a, d in page)
+        response.paging.next = entries[index + 2][0] if index + 2 < len(entries) else ""
+        return Message.CLIENT_STATE_LIST_RESPONSE, response.SerializeToString()
+
+    validator.on(Message.CLIENT_STATE_LIST_REQUEST, answer)
+
+    assert list(client.list_state("abcdef", page_size=2)) == entries

@@ -259,7 +259,10 @@ class LedgerClient:
         raise LedgerError(f"state get {address!r} failed: {Response.Status.Name(response.status)}")
 
     def list_state(self, prefix: str = "", *, page_size: int = STATE_PAGE_SIZE) -> Iterator[tuple[str, bytes]]:
-        """Every (address, value) under ``prefix``, in address order, page by page from one state root."""
+        """Every (address, value) under ``prefix``, in address order, paged from one state root.
+
+        A ledger that keeps only its head state (devnet) answers NO_ROOT once a block commits
+        mid-listing; the listing then goes on at the new head from the same address."""
         state_root = ""
         start = ""
         url: str | None = None  # later pages from the validator that served the first one
@@ -276,6 +279,10 @@ class LedgerClient:
             response = _parse(reply, Response(), Message.CLIENT_STATE_LIST_RESPONSE)
             if response.status in (Response.NO_RESOURCE, Response.NOT_READY):
                 return
+            if response.status == Response.NO_ROOT and state_root:
+                # A ledger that serves state at its head only (devnet) moved on: go on from there.
+                state_root = ""
+                continue
             if response.status != Response.OK:
                 name = Response.Status.Name(response.status)
                 raise LedgerError(f"state list {prefix!r} failed: {name}")
