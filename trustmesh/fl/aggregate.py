@@ -1,0 +1,541 @@
+"""Aggregation math over model updates (deltas): small vectorized functions on plain numpy.
+
+Everything whose output may be hashed follows one canonical, versioned arithmetic,
+``CANONICAL_ARITHMETIC`` (DESIGN §4), so that any node recomputes a round's aggregate to the byte:
+
+* Updates are float32 rows in the order of the round's on-chain index (sorted by signer key).
+* Weighted sums: coefficients are float64; ``acc = 0.0`` then, for each update in order,
+  ``acc = acc + (float64(x) * c)`` with two separate IEEE roundings (no fused multiply-add), then
+  one cast to float32 (round to nearest even). Data shares are ``n_i / N`` with ``N`` summed in order.
+* Sums of squares (norms, Krum distances): element ``k`` of the flat vector falls in lane
+  ``k % SQSUM_LANES``; each lane accumulates its squares (float64) in increasing ``k``; the lanes
+  are then added in lane order.
+* Order statistics (median, trimmed mean) sort each coordinate's values after turning -0.0 into
+  +0.0; the kept values are summed in ascending order in float64, then divided and cast once.
+* Server optimizers (FedAdam, FedYogi) compute elementwise in float64 from float32 state and cast
+  the step and the new moments to float32.
+
+Only elementwise numpy ufuncs and explicit loops over updates are used: never a BLAS or pairwise
+reduction, whose rounding depends on the machine, the library, the memory layout and the number of
+threads. Work is split into column blocks that stay in cache; optional ``workers`` threads take
+disjoint blocks, which cannot change any byte. Inputs are assumed validated (see ``validate.py``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from trustmesh.errors import TrustMeshError
+
+__all__ = [
+    "CANONICAL_ARITHMETIC",
+    "SQSUM_LANES",
+    "AggregationError",
+    "Updates",
+    "spec_entries",
+    "stack_updates",
+    "unstack",
+    "data_shares",
+    "perffedavg_weights",
+    "weighted_sum",
+    "fedavg",
+    "perffedavg",
+    "coordinate_median",
+    "trimmed_mean",
+    "sq_norm",
+    "pairwise_sq_distances",
+    "krum_scores",
+    "krum_select",
+    "krum",
+    "multi_krum",
+    "adam_server_step",
+    "yogi_server_step",
+    "apply_aggregate",
+]
+
+CANONICAL_ARITHMETIC = "tm-agg-v1"
+SQSUM_LANES = 1024
+_SUM_BLOCK = 16384  # columns per block for weighted sums: 128 KiB of float64, stays in L2
+_SORT_BLOCK = 4096  # columns per block for order statistics
+_DIST_BLOCK = SQSUM_LANES  # columns per block for pairwise distances (must be a multiple of the lanes)
+
+Updates = np.ndarray | Sequence[np.ndarray]
+"""A float32 matrix ``[n_updates, n_params]`` (any memory layout) or a sequence of flat float32 rows."""
+
+
+class AggregationError(TrustMeshError):
+    """Aggregator inputs are inconsistent (counts, lengths, dtypes, weights, settings).
+
+    A caller bug or an update that skipped validation: fix the caller; retrying cannot help.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathering: named updates -> one preallocated matrix, and back
+
+
+def spec_entries(spec: Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]]) -> tuple[
+    tuple[str, tuple[int, ...]], ...
+]:
+    """The ordered (name, shape) pairs of a spec: a ParamSpec, a mapping or any iterable of pairs."""
+    pairs = spec.items() if isinstance(spec, Mapping) else spec
+    return tuple((str(name), tuple(int(d) for d in shape)) for name, shape in pairs)
+
+
+def _offsets(entries: Sequence[tuple[str, tuple[int, ...]]]) -> list[int]:
+    out = [0]
+    for _, shape in entries:
+        out.append(out[-1] + math.prod(shape))
+    return out
+
+
+def stack_updates(
+    updates: Sequence[Mapping[str, np.ndarray]],
+    spec: Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]],
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Write each update's tensors straight into one C-ordered float32 matrix, one row per update.
+
+    Gathering costs more than the arithmetic, so every value is copied exactly once.
+    """
+    entries = spec_entries(spec)
+    off = _offsets(entries)
+    shape = (len(updates), off[-1])
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise AggregationError(f"out must be a C-contiguous float32 matrix of shape {shape}")
+    for row, update in zip(out, updates, strict=True):
+        if len(update) != len(entries):
+            raise AggregationError(f"an update has {len(update)} tensors, the spec {len(entries)}")
+        for i, (name, tshape) in enumerate(entries):
+            arr = update.get(name)
+            if arr is None or arr.shape != tshape:
+                raise AggregationError(f"{name}: missing or not of shape {tshape}")
+            np.copyto(row[off[i] : off[i + 1]].reshape(tshape), arr, casting="no")
+    return out
+
+
+def unstack(
+    vector: np.ndarray, spec: Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]]
+) -> dict[str, np.ndarray]:
+    """Named tensors as views of one flat float32 vector (the inverse of one stacked row)."""
+    entries = spec_entries(spec)
+    off = _offsets(entries)
+    if vector.ndim != 1 or vector.size != off[-1] or vector.dtype != np.float32:
+        raise AggregationError(f"expected a float32 vector of {off[-1]} values, got {vector.shape}")
+    return {name: vector[off[i] : off[i + 1]].reshape(shape) for i, (name, shape) in enumerate(entries)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Internals: rows, column blocks, threads
+
+
+def _rows(updates: Updates) -> list[np.ndarray]:
+    """Flat float32 rows of equal length, without copying."""
+    if isinstance(updates, np.ndarray):
+        if updates.ndim != 2:
+            raise AggregationError("a stacked update matrix must be 2-D")
+        rows = list(updates)
+    else:
+        rows = [np.asarray(r) for r in updates]
+    if not rows:
+        raise AggregationError("nothing to aggregate: no updates")
+    size = rows[0].shape
+    for r in rows:
+        if r.dtype != np.float32 or r.ndim != 1 or r.shape != size:
+            raise AggregationError("updates must be flat float32 rows of one length")
+    return rows
+
+
+def _blocks(n: int, block: int) -> list[tuple[int, int]]:
+    return [(s, min(s + block, n)) for s in range(0, n, block)]
+
+
+def _run_blocks(make: Callable[[], Callable[[int, int], None]], n: int, block: int, workers: int) -> None:
+    """Run every column block through a worker made by ``make()`` (one per thread, owning its scratch).
+
+    Threads take contiguous runs of blocks; a block's bytes never depend on which thread ran it.
+    """
+    spans = _blocks(n, block)
+    groups = [spans] if workers <= 1 or len(spans) < 2 else [
+        spans[i : i + -(-len(spans) // workers)] for i in range(0, len(spans), -(-len(spans) // workers))
+    ]
+
+    def run(group: list[tuple[int, int]]) -> None:
+        work = make()
+        for s, e in group:
+            work(s, e)
+
+    if len(groups) == 1:
+        run(groups[0])
+        return
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        list(pool.map(run, groups))
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+
+
+def data_shares(num_samples: Sequence[float]) -> np.ndarray:
+    """FedAvg weights ``n_i / N`` in float64, ``N`` summed in index order."""
+    counts = [float(n) for n in num_samples]
+    if not counts or any(not math.isfinite(n) or n < 0 for n in counts):
+        raise AggregationError("num_samples must be finite and non-negative")
+    total = 0.0
+    for n in counts:
+        total += n
+    if total <= 0:
+        raise AggregationError("num_samples sum to zero")
+    return np.array([n / total for n in counts], dtype=np.float64)
+
+
+def perffedavg_weights(
+    num_samples: Sequence[float], accuracies: Sequence[float], *, alpha: float
+) -> np.ndarray:
+    """PerfFedAvg: ``alpha * n_i / sum n + (1 - alpha) * acc_i / sum acc`` (alpha = 1 is FedAvg).
+
+    Accuracies are clamped to [0, 1]; if they sum to zero the accuracy share falls back to the data
+    share, as the source design falls back to FedAvg.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise AggregationError("alpha must lie in [0, 1]")
+    shares = data_shares(num_samples)
+    if alpha == 1.0:
+        return shares
+    accs = [min(max(float(a), 0.0), 1.0) for a in accuracies]
+    if len(accs) != len(shares) or any(math.isnan(a) for a in accs):
+        raise AggregationError("one finite accuracy per update is required")
+    total = 0.0
+    for a in accs:
+        total += a
+    acc_shares = [a / total for a in accs] if total > 0 else shares.tolist()
+    return np.array(
+        [alpha * d + (1.0 - alpha) * a for d, a in zip(shares.tolist(), acc_shares, strict=True)],
+        dtype=np.float64,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighted sums (FedAvg, PerfFedAvg, multi-Krum)
+
+
+def weighted_sum(updates: Updates, coefficients: Sequence[float], *, workers: int = 1) -> np.ndarray:
+    """Canonical ``sum_i c_i * x_i``: float64, in update order, no FMA, then one float32 cast."""
+    rows = _rows(updates)
+    coefs = [np.float64(c) for c in coefficients]
+    if len(coefs) != len(rows):
+        raise AggregationError(f"{len(rows)} updates but {len(coefs)} weights")
+    size = rows[0].size
+    out = np.empty(size, dtype=np.float32)
+    block = min(_SUM_BLOCK, max(size, 1))
+
+    def make() -> Callable[[int, int], None]:
+        acc_buf = np.empty(block, dtype=np.float64)
+        tmp_buf = np.empty(block, dtype=np.float64)
+
+        def work(s: int, e: int) -> None:
+            acc, tmp = acc_buf[: e - s], tmp_buf[: e - s]
+            acc.fill(0.0)
+            for row, c in zip(rows, coefs, strict=True):
+                np.multiply(row[s:e], c, out=tmp, dtype=np.float64)
+                np.add(acc, tmp, out=acc)
+            np.copyto(out[s:e], acc, casting="same_kind")
+
+        return work
+
+    _run_blocks(make, size, block, workers)
+    return out
+
+
+def fedavg(updates: Updates, num_samples: Sequence[float], *, workers: int = 1) -> np.ndarray:
+    """FedAvg: the data-share weighted mean of the updates (canonical)."""
+    return weighted_sum(updates, data_shares(num_samples), workers=workers)
+
+
+def perffedavg(
+    updates: Updates,
+    num_samples: Sequence[float],
+    accuracies: Sequence[float],
+    *,
+    alpha: float,
+    workers: int = 1,
+) -> np.ndarray:
+    """PerfFedAvg: weights blend data share and validation-accuracy share (canonical)."""
+    weights = perffedavg_weights(num_samples, accuracies, alpha=alpha)
+    return weighted_sum(updates, weights, workers=workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Order statistics (coordinate-wise median, trimmed mean)
+
+
+def _sorted_columns(rows: list[np.ndarray], s: int, e: int, buf: np.ndarray) -> np.ndarray:
+    """Block ``[e - s, n]``: each coordinate's values, -0.0 made +0.0, sorted ascending."""
+    block = buf[: e - s]
+    for j, row in enumerate(rows):
+        block[:, j] = row[s:e]
+    np.add(block, 0.0, out=block)  # -0.0 + 0.0 == +0.0: one zero, so the sort result is unique
+    block.sort(axis=1)
+    return block
+
+
+def _order_statistic(
+    rows: list[np.ndarray], reduce: Callable[[np.ndarray], np.ndarray], workers: int
+) -> np.ndarray:
+    size, n = rows[0].size, len(rows)
+    out = np.empty(size, dtype=np.float32)
+    block = min(_SORT_BLOCK, max(size, 1))
+
+    def make() -> Callable[[int, int], None]:
+        buf = np.empty((block, n), dtype=np.float32)
+
+        def work(s: int, e: int) -> None:
+            np.copyto(out[s:e], reduce(_sorted_columns(rows, s, e, buf)), casting="same_kind")
+
+        return work
+
+    _run_blocks(make, size, block, workers)
+    return out
+
+
+def coordinate_median(updates: Updates, *, workers: int = 1) -> np.ndarray:
+    """Coordinate-wise median (unweighted); an even count averages the two middle values in float64."""
+    rows = _rows(updates)
+    n = len(rows)
+
+    def reduce(block: np.ndarray) -> np.ndarray:
+        if n % 2:
+            return block[:, n // 2]
+        lo = block[:, n // 2 - 1].astype(np.float64)
+        return (lo + block[:, n // 2]) * 0.5
+
+    return _order_statistic(rows, reduce, workers)
+
+
+def trimmed_mean(updates: Updates, *, beta: float, workers: int = 1) -> np.ndarray:
+    """Coordinate-wise mean after dropping ``floor(beta * n)`` lowest and highest values (unweighted)."""
+    rows = _rows(updates)
+    n = len(rows)
+    if not 0.0 <= beta < 0.5:
+        raise AggregationError("trimmed mean needs 0 <= beta < 0.5")
+    k = int(math.floor(beta * n))
+    if n - 2 * k < 1:
+        raise AggregationError(f"trimming {k} from each end of {n} updates leaves nothing")
+    keep = float(n - 2 * k)
+
+    def reduce(block: np.ndarray) -> np.ndarray:
+        acc = np.zeros(block.shape[0], dtype=np.float64)
+        for j in range(k, n - k):
+            np.add(acc, block[:, j], out=acc, dtype=np.float64)
+        return acc / keep
+
+    return _order_statistic(rows, reduce, workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sums of squares (norms, Krum distances)
+
+
+def _fold_lanes(lanes: np.ndarray) -> np.ndarray:
+    """Add the lanes (last axis) in lane order; vectorized over the leading axes."""
+    total = np.zeros(lanes.shape[:-1], dtype=np.float64)
+    for lane in range(lanes.shape[-1]):
+        np.add(total, lanes[..., lane], out=total)
+    return total
+
+
+def sq_norm(vector: np.ndarray) -> float:
+    """Canonical squared L2 norm of a flat float32 vector (float64 lanes; see the module docstring)."""
+    vec = np.asarray(vector).reshape(-1)
+    lanes = np.zeros(SQSUM_LANES, dtype=np.float64)
+    block = SQSUM_LANES * 16
+    buf = np.empty(block, dtype=np.float64)
+    for s, e in _blocks(vec.size, block):
+        sq = buf[: e - s]
+        np.multiply(vec[s:e], vec[s:e], out=sq, dtype=np.float64)
+        for r in range(0, e - s, SQSUM_LANES):
+            seg = sq[r : r + SQSUM_LANES]
+            np.add(lanes[: seg.size], seg, out=lanes[: seg.size])
+    total = 0.0
+    for v in lanes.tolist():
+        total += v
+    return total
+
+
+def pairwise_sq_distances(updates: Updates, *, workers: int = 1) -> np.ndarray:
+    """Canonical squared Euclidean distances ``[n, n]`` (float64, symmetric, zero diagonal).
+
+    Each block of ``SQSUM_LANES`` columns is one lane row, so a pair's lanes see their squares in
+    increasing column order. Threads split the pairs by first index, never a pair's columns.
+    """
+    rows = _rows(updates)
+    n, size = len(rows), rows[0].size
+    lanes = np.zeros((n, n, SQSUM_LANES), dtype=np.float64)
+    chunk = np.empty((n, _DIST_BLOCK), dtype=np.float64)
+    threads = max(1, min(workers, n - 1))
+    firsts = [list(range(t, n - 1, threads)) for t in range(threads)]
+    diffs = [np.empty((n, _DIST_BLOCK), dtype=np.float64) for _ in range(threads)]
+
+    def pairs_of(t: int, c: int) -> None:
+        for i in firsts[t]:
+            d = diffs[t][: n - i - 1, :c]
+            np.subtract(chunk[i + 1 :, :c], chunk[i, :c], out=d)
+            np.multiply(d, d, out=d)
+            li = lanes[i, i + 1 :, :c]
+            np.add(li, d, out=li)
+
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        for s, e in _blocks(size, _DIST_BLOCK):
+            c = e - s
+            for j, row in enumerate(rows):
+                chunk[j, :c] = row[s:e]
+            if pool is None:
+                pairs_of(0, c)
+            else:
+                list(pool.map(pairs_of, range(threads), [c] * threads))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    upper = _fold_lanes(lanes)
+    iu = np.triu_indices(n, 1)
+    dist = np.zeros((n, n), dtype=np.float64)
+    dist[iu] = upper[iu]
+    dist[(iu[1], iu[0])] = upper[iu]
+    return dist
+
+
+# ---------------------------------------------------------------------------------------------
+# Krum and multi-Krum
+
+
+def krum_scores(distances: np.ndarray, *, f: int) -> list[float]:
+    """Krum score of each update: sum of its ``max(1, n - f - 2)`` smallest distances to the others."""
+    n = distances.shape[0]
+    if f < 0:
+        raise AggregationError("f (Byzantine updates tolerated) must be >= 0")
+    closest = max(1, n - f - 2)
+    scores = []
+    for i in range(n):
+        others = sorted(distances[i, j] for j in range(n) if j != i)
+        total = 0.0
+        for v in others[:closest]:
+            total += float(v)
+        scores.append(total)
+    return scores
+
+
+def krum_select(updates: Updates, *, f: int, m: int = 1, workers: int = 1) -> list[int]:
+    """Indices of the ``m`` best Krum scores, ascending by (score, index); returned in index order."""
+    rows = _rows(updates)
+    if len(rows) == 1:
+        return [0]
+    if not 1 <= m <= len(rows):
+        raise AggregationError(f"multi-Krum needs 1 <= m <= {len(rows)}")
+    scores = krum_scores(pairwise_sq_distances(rows, workers=workers), f=f)
+    ranked = sorted(range(len(rows)), key=lambda i: (scores[i], i))
+    return sorted(ranked[:m])
+
+
+def krum(updates: Updates, *, f: int, workers: int = 1) -> tuple[np.ndarray, int]:
+    """Krum: the single update with the best score (a copy) and its index."""
+    rows = _rows(updates)
+    best = krum_select(rows, f=f, m=1, workers=workers)[0]
+    return np.array(rows[best], dtype=np.float32, copy=True), best
+
+
+def multi_krum(
+    updates: Updates, num_samples: Sequence[float], *, f: int, m: int | None = None, workers: int = 1
+) -> tuple[np.ndarray, list[int]]:
+    """Multi-Krum: FedAvg over the ``m`` best-scored updates (default ``n - f``) and their indices."""
+    rows = _rows(updates)
+    count = len(rows) - f if m is None else m
+    chosen = krum_select(rows, f=f, m=max(1, count), workers=workers)
+    counts = list(num_samples)
+    if len(counts) != len(rows):
+        raise AggregationError(f"{len(rows)} updates but {len(counts)} sample counts")
+    picked = [rows[i] for i in chosen]
+    return weighted_sum(picked, data_shares([counts[i] for i in chosen]), workers=workers), chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Server optimizers (Reddi et al., "Adaptive Federated Optimization", ICLR 2021)
+
+
+def _server_step(
+    pseudo_grad: np.ndarray,
+    m: np.ndarray | None,
+    v: np.ndarray | None,
+    *,
+    eta: float,
+    beta1: float,
+    beta2: float,
+    tau: float,
+    second_moment: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g = np.asarray(pseudo_grad, dtype=np.float64)
+    m64 = np.zeros_like(g) if m is None else np.asarray(m, dtype=np.float64)
+    v64 = np.full_like(g, tau * tau) if v is None else np.asarray(v, dtype=np.float64)
+    if m64.shape != g.shape or v64.shape != g.shape:
+        raise AggregationError("optimizer state does not match the update size")
+    m_new = beta1 * m64 + (1.0 - beta1) * g
+    v_new = second_moment(v64, g * g)
+    step = eta * m_new / (np.sqrt(v_new) + tau)
+    return step.astype(np.float32), m_new.astype(np.float32), v_new.astype(np.float32)
+
+
+def adam_server_step(
+    pseudo_grad: np.ndarray,
+    m: np.ndarray | None,
+    v: np.ndarray | None,
+    *,
+    eta: float,
+    beta1: float,
+    beta2: float,
+    tau: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FedAdam: returns (step to add to the model, new m, new v); a fresh state is m = 0, v = tau²."""
+    return _server_step(
+        pseudo_grad, m, v, eta=eta, beta1=beta1, beta2=beta2, tau=tau,
+        second_moment=lambda v64, g2: beta2 * v64 + (1.0 - beta2) * g2,
+    )
+
+
+def yogi_server_step(
+    pseudo_grad: np.ndarray,
+    m: np.ndarray | None,
+    v: np.ndarray | None,
+    *,
+    eta: float,
+    beta1: float,
+    beta2: float,
+    tau: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FedYogi: like FedAdam, but ``v -= (1 - beta2) * g² * sign(v - g²)`` grows v additively."""
+    return _server_step(
+        pseudo_grad, m, v, eta=eta, beta1=beta1, beta2=beta2, tau=tau,
+        second_moment=lambda v64, g2: v64 - (1.0 - beta2) * g2 * np.sign(v64 - g2),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying the result
+
+
+def apply_aggregate(base: Mapping[str, np.ndarray], agg_delta: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The next model: ``base + agg_delta`` per tensor in float32 (a new dict; inputs untouched)."""
+    if list(base) != list(agg_delta):
+        raise AggregationError("aggregate and base model name different tensors")
+    out: dict[str, np.ndarray] = {}
+    for name, arr in base.items():
+        d = agg_delta[name]
+        if arr.shape != d.shape or arr.dtype != np.float32 or d.dtype != np.float32:
+            raise AggregationError(f"{name}: base and aggregate differ in shape or are not float32")
+        out[name] = np.add(arr, d, dtype=np.float32)
+    return out
