@@ -14,6 +14,7 @@ from trustmesh.errors import TrustMeshError
 
 # name -> (module, one-line help). Keep the list sorted by name; one row per subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "deploy": ("trustmesh.deploy.cli", "render docker compose files and Kubernetes manifests"),
     "devnet": ("trustmesh.devnet.cli", "run the embedded single-node ledger (Sawtooth 1.2 protocol)"),
     "keygen": ("trustmesh.ledger.keygen", "write a secp256k1 key pair for a node"),
     "workflow": ("trustmesh.workflow_cli", "validate a federated-learning workflow file"),
