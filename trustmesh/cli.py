@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("trustmesh.deploy.cli", "render docker compose files and Kubernetes manifests"),
     "devnet": ("trustmesh.devnet.cli", "run the embedded single-node ledger (Sawtooth 1.2 protocol)"),
     "keygen": ("trustmesh.ledger.keygen", "write a secp256k1 key pair for a node"),
+    "tp": ("trustmesh.tp.cli", "run a transaction processor: federation or iot-data"),
     "workflow": ("trustmesh.workflow_cli", "validate a federated-learning workflow file"),
 }
 
