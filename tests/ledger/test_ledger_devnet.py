@@ -1,7 +1,6 @@
 """The client against a real devnet process and the demo tm-kv processor (real ZMQ, real signatures)."""
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import time
@@ -20,13 +19,11 @@ from trustmesh.ledger.keys import new_signer
 from trustmesh.net import free_port
 
 launch = pytest.importorskip("trustmesh.devnet.launch")
+demo_tp = pytest.importorskip("trustmesh.devnet.demo_tp")
 
-FAMILY, VERSION = "tm-kv", "1.0"
-NAMESPACE = hashlib.sha512(FAMILY.encode()).hexdigest()[:6]
-
-
-def kv_address(key: str) -> str:
-    return NAMESPACE + hashlib.sha512(key.encode()).hexdigest()[:64]
+FAMILY, VERSION = demo_tp.FAMILY_NAME, demo_tp.FAMILY_VERSION
+NAMESPACE = demo_tp.NAMESPACE
+kv_address = demo_tp.address
 
 
 class Ledger:
@@ -87,6 +84,13 @@ def _set(client: LedgerClient, key: str, value: str, *, wait: float = 30.0):
     )
 
 
+def _run(client: LedgerClient, commands: str):
+    """Commit a transaction running demo-TP ``commands`` (which touch no state)."""
+    submitted = client.submit_transaction(new_signer(), FAMILY, VERSION, commands.encode(), [NAMESPACE], [NAMESPACE])
+    assert submitted.committed
+    return submitted
+
+
 def _kv_batch(key: str, value: str) -> Batch:
     signer = new_signer()
     txn = make_transaction(
@@ -109,14 +113,20 @@ def test_submit_commits_and_reads_back(client):
     assert client.get_state(kv_address("never-written")) is None
 
 
-def test_processor_rejection_raises_with_its_message(client):
+def test_processor_rejection_raises_with_its_message_and_writes_nothing(client):
     signer = new_signer()
+    payload = b"set rejected 1; fail quota exceeded for rejected"
     bad = make_transaction(
-        signer, family_name=FAMILY, family_version=VERSION, payload=b"frobnicate", inputs=[NAMESPACE], outputs=[NAMESPACE]
+        signer,
+        family_name=FAMILY,
+        family_version=VERSION,
+        payload=payload,
+        inputs=[kv_address("rejected")],
+        outputs=[kv_address("rejected")],
     )
-    with pytest.raises(TransactionRejected) as caught:
+    with pytest.raises(TransactionRejected, match="quota exceeded for rejected"):
         client.submit([make_batch(signer, [bad])])
-    assert "frobnicate" in str(caught.value) or "payload" in str(caught.value).lower()
+    assert client.get_state(kv_address("rejected")) is None
 
 
 def test_tampered_batch_is_refused_at_submit(client):
@@ -140,6 +150,20 @@ def test_list_state_by_prefix_pages_through_everything(client):
 
 
 def test_filtered_subscription_gets_only_matching_events(client):
+    stream = client.subscribe([subscription("tm-kv/ping", {"round": "2"})])
+    try:
+        for round_number in (1, 2, 3):
+            _run(client, f"event tm-kv/ping round={round_number} node=n{round_number}")
+        _run(client, "event tm-kv/other round=2")
+        event = stream.get(timeout=20)
+        assert event is not None and event.event_type == "tm-kv/ping"
+        assert (attribute(event, "round"), attribute(event, "node")) == ("2", "n2")
+        assert stream.get(timeout=1.0) is None  # rounds 1 and 3, the other type and block commits: filtered
+    finally:
+        stream.close()
+
+
+def test_state_delta_events_filter_by_address(client):
     watched = subscription("sawtooth/state-delta", {"address": kv_address("watched")}, kind=EventFilter.SIMPLE_ANY)
     stream = client.subscribe([watched])
     try:
@@ -147,8 +171,9 @@ def test_filtered_subscription_gets_only_matching_events(client):
         _set(client, "watched", "2")
         event = stream.get(timeout=20)
         assert event is not None and event.event_type == "sawtooth/state-delta"
-        assert kv_address("watched") in [a.value for a in event.attributes if a.key == "address"]
-        assert stream.get(timeout=0.5) is None
+        addresses = [a.value for a in event.attributes if a.key == "address"]
+        assert kv_address("watched") in addresses and kv_address("unwatched") not in addresses
+        assert stream.get(timeout=1.0) is None
     finally:
         stream.close()
 

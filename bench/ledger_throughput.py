@@ -1,0 +1,325 @@
+"""Committed transactions per second through the ledger, end to end, and where the time goes.
+
+Starts devnet and the trivial ``tm-kv`` transaction processor as subprocesses, signs N
+transactions into batches, sends them from several submitter threads without waiting, then waits
+for every batch to commit, following block-commit events. Reports the committed rate, one-
+transaction commit latency, the CPU each process spent per transaction (read from /proc), and the
+secp256k1 verify rate measured in the same run (the ceiling signature checking puts on the rate).
+A table, then one JSON line.
+
+    python bench/ledger_throughput.py [--transactions 2000] [--batch-size 20] [--submitters 4]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from sawtooth_sdk.protobuf.batch_pb2 import Batch
+from sawtooth_signing import create_context
+from sawtooth_signing.secp256k1 import Secp256k1PublicKey
+from trustmesh.devnet.launch import DevnetProcess
+
+from trustmesh.ledger.batch import make_batch, make_transaction
+from trustmesh.ledger.client import LedgerClient
+from trustmesh.ledger.events import BLOCK_COMMIT, EventStream, attribute, subscription
+from trustmesh.ledger.keys import new_signer
+from trustmesh.net import free_port
+
+FAMILY, VERSION = "tm-kv", "1.0"
+GOAL_TPS = 500.0
+
+
+def kv_namespace() -> str:
+    return hashlib.sha512(FAMILY.encode()).hexdigest()[:6]
+
+
+def kv_address(key: str) -> str:
+    return kv_namespace() + hashlib.sha512(key.encode()).hexdigest()[:64]
+
+
+def build_batches(*, transactions: int, batch_size: int, signers: int) -> tuple[list[Batch], float]:
+    """Sign ``transactions`` set-operations into batches; (batches, seconds spent signing)."""
+    keys = [new_signer() for _ in range(signers)]
+    started = time.perf_counter()
+    batches = []
+    for first in range(0, transactions, batch_size):
+        signer = keys[(first // batch_size) % len(keys)]
+        txns = []
+        for i in range(first, min(first + batch_size, transactions)):
+            key = f"k{i}"
+            txns.append(
+                make_transaction(
+                    signer,
+                    family_name=FAMILY,
+                    family_version=VERSION,
+                    payload=f"set {key} {i}".encode(),
+                    inputs=[kv_address(key)],
+                    outputs=[kv_address(key)],
+                )
+            )
+        batches.append(make_batch(signer, txns))
+    return batches, time.perf_counter() - started
+
+
+def verify_all(batches: list[Batch]) -> tuple[int, float]:
+    """Verify every batch and transaction signature as a validator does; (count, seconds)."""
+    from sawtooth_sdk.protobuf.batch_pb2 import BatchHeader
+    from sawtooth_sdk.protobuf.transaction_pb2 import TransactionHeader
+
+    context = create_context("secp256k1")
+    count = 0
+    started = time.perf_counter()
+    for batch in batches:
+        header = BatchHeader.FromString(batch.header)
+        assert context.verify(batch.header_signature, batch.header, Secp256k1PublicKey.from_hex(header.signer_public_key))
+        count += 1
+        for txn in batch.transactions:
+            txn_header = TransactionHeader.FromString(txn.header)
+            key = Secp256k1PublicKey.from_hex(txn_header.signer_public_key)
+            assert context.verify(txn.header_signature, txn.header, key)
+            assert hashlib.sha512(txn.payload).hexdigest() == txn_header.payload_sha512
+            count += 1
+    return count, time.perf_counter() - started
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc), 0.0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def submit_open_loop(client: LedgerClient, batches: list[Batch], *, threads: int) -> tuple[float, int, list[str]]:
+    """Submitter threads send their share of batches without waiting; then wait for every batch.
+
+    Returns (seconds from the first submit until every batch settled, transactions committed,
+    failures)."""
+    shares = [batches[i::threads] for i in range(threads)]
+    failures: list[str] = []
+
+    def send(share: list[Batch]) -> None:
+        for batch in share:
+            try:
+                client.submit([batch], wait=None)
+            except Exception as exc:  # report, don't hang the run
+                failures.append(str(exc))
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=send, args=(share,), daemon=True) for share in shares]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    ids = [batch.header_signature for batch in batches]
+    statuses = client.batch_status(ids, wait=300)
+    elapsed = time.perf_counter() - started
+    failures += [f"{s.batch_id[:12]} {s.status}" for s in statuses if not s.committed]
+    sizes = {batch.header_signature: len(batch.transactions) for batch in batches}
+    committed = sum(sizes[s.batch_id] for s in statuses if s.committed)
+    return elapsed, committed, failures
+
+
+def commit_latencies(client: LedgerClient, count: int) -> list[float]:
+    """Seconds from submit to COMMITTED for ``count`` one-transaction batches sent one at a time."""
+    signer = new_signer()
+    latencies = []
+    for i in range(count):
+        key = f"latency-{i}"
+        sent = time.perf_counter()
+        result = client.submit_transaction(
+            signer, FAMILY, VERSION, f"set {key} {i}".encode(), [kv_address(key)], [kv_address(key)], wait=60
+        )
+        if result.committed:
+            latencies.append(time.perf_counter() - sent)
+    return latencies
+
+
+def _start_processors(url: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    processes = []
+    for index in range(count):
+        log = open(log_dir / f"tp-{index}.log", "wb")  # noqa: SIM115 — closed with the process
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "trustmesh.devnet.demo_tp", "--url", url],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return processes
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    batches, sign_seconds = build_batches(
+        transactions=args.transactions, batch_size=args.batch_size, signers=args.submitters
+    )
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
+        devnet = DevnetProcess(data_dir=Path(tmp) / "ledger", port=free_port())
+        devnet.start()
+        processors = _start_processors(devnet.url, args.processors, Path(tmp))
+        client = LedgerClient(urls=[devnet.url], timeout=30.0)
+        try:
+            signer = new_signer()
+            warm = client.submit_transaction(  # waits until a processor has registered
+                signer, FAMILY, VERSION, b"set warm 0", [kv_address("warm")], [kv_address("warm")], wait=60
+            )
+            assert warm.committed, warm
+            blocks: list[int] = []
+            stream = client.subscribe([subscription(BLOCK_COMMIT)])
+            follower = threading.Thread(target=_follow, args=(stream, blocks), daemon=True)
+            follower.start()
+            devnet_pid = _pid(devnet)
+            cpu_before = (
+                _own_cpu(),
+                cpu_seconds(devnet_pid),
+                sum(cpu_seconds(p.pid) for p in processors),
+            )
+            elapsed, committed, failures = submit_open_loop(client, batches, threads=args.submitters)
+            cpu_after = (
+                _own_cpu(),
+                cpu_seconds(devnet_pid),
+                sum(cpu_seconds(p.pid) for p in processors),
+            )
+            block_count = len(blocks)
+            latencies = sorted(commit_latencies(client, args.latency_samples))
+            stream.close()
+            follower.join(5)
+            sample = [f"k{i}" for i in range(0, args.transactions, max(1, args.transactions // 10))]
+            readback_ok = all(client.get_state(kv_address(key)) is not None for key in sample)
+            listed = sum(1 for _ in client.list_state(kv_namespace()))
+            stats = getattr(devnet, "stats", None)
+            devnet_stats = stats() if callable(stats) else {}
+        finally:
+            client.close()
+            _stop(processors)
+            devnet.stop()
+    verified, verify_seconds = verify_all(batches)
+    per_txn_verifies = 1 + 1 / args.batch_size
+    verify_rate = verified / verify_seconds
+    n = args.transactions
+    client_cpu, devnet_cpu, tp_cpu = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
+    return {
+        "transactions": n,
+        "batch_size": args.batch_size,
+        "submitters": args.submitters,
+        "processors": args.processors,
+        "committed": committed,
+        "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "elapsed_s": elapsed,
+        "committed_tps": committed / elapsed,
+        "blocks": block_count,
+        "txns_per_block": committed / max(1, block_count),
+        "commit_latency_p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+        "commit_latency_max_ms": 1000 * latencies[-1] if latencies else None,
+        "client_sign_us_per_txn": 1e6 * sign_seconds / n,
+        "client_cpu_us_per_txn": 1e6 * client_cpu / n,
+        "devnet_cpu_us_per_txn": 1e6 * devnet_cpu / n,
+        "tp_cpu_us_per_txn": 1e6 * tp_cpu / n,
+        "cpu_busy_fraction": (client_cpu + devnet_cpu + tp_cpu) / (elapsed * (os.cpu_count() or 1)),
+        "verify_per_s": verify_rate,
+        "signature_checks_us_per_txn": 1e6 * per_txn_verifies / verify_rate,
+        "verify_ceiling_tps": verify_rate / per_txn_verifies,
+        "readback_ok": readback_ok,
+        "listed_entries": listed,
+        "devnet": devnet_stats,
+        "goal_tps": GOAL_TPS,
+        "goal_met": committed / elapsed >= GOAL_TPS and not failures,
+    }
+
+
+def _pid(devnet: DevnetProcess) -> int | None:
+    for name in ("pid", "process"):
+        value = getattr(devnet, name, None)
+        if isinstance(value, int):
+            return value
+        if value is not None and isinstance(getattr(value, "pid", None), int):
+            return int(value.pid)
+    return None
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _follow(stream: EventStream, blocks: list[int]) -> None:
+    for event in stream:
+        if event.event_type == BLOCK_COMMIT:
+            blocks.append(int(attribute(event, "block_num") or 0))
+
+
+def print_table(figures: dict[str, object]) -> None:
+    f = figures
+
+    def num(key: str, fmt: str = "{:.0f}") -> str:
+        value = f.get(key)
+        return fmt.format(value) if isinstance(value, int | float) else "n/a"
+
+    rows = [
+        ("committed transactions", f"{f['committed']} / {f['transactions']}"),
+        ("batch size / submitters / TPs", f"{f['batch_size']} / {f['submitters']} / {f['processors']}"),
+        ("elapsed (first submit → all committed)", num("elapsed_s", "{:.2f} s")),
+        ("committed tx/s", f"{num('committed_tps')}  (goal {GOAL_TPS:.0f})"),
+        ("blocks, tx per block", f"{f['blocks']}, {num('txns_per_block', '{:.1f}')}"),
+        ("one-tx commit latency p50 / max", f"{num('commit_latency_p50_ms')} / {num('commit_latency_max_ms')} ms"),
+        ("per tx: client sign + build", num("client_sign_us_per_txn", "{:.0f} µs")),
+        ("per tx: client CPU (submit, status)", num("client_cpu_us_per_txn", "{:.0f} µs")),
+        ("per tx: devnet CPU (all of it)", num("devnet_cpu_us_per_txn", "{:.0f} µs")),
+        ("  of which signature checks", num("signature_checks_us_per_txn", "{:.0f} µs (measured verify rate)")),
+        ("per tx: TP CPU (SDK + handler)", num("tp_cpu_us_per_txn", "{:.0f} µs")),
+        ("CPU busy (all processes / cores)", num("cpu_busy_fraction", "{:.0%}")),
+        ("secp256k1 verify rate", f"{num('verify_per_s')} /s → ceiling {num('verify_ceiling_tps')} tx/s"),
+        ("read back / listed", f"{f['readback_ok']} / {f['listed_entries']} entries"),
+        ("failures", str(f["failures"])),
+    ]
+    devnet_stats = f.get("devnet")
+    if isinstance(devnet_stats, dict):
+        rows += [(f"devnet: {key}", str(value)) for key, value in devnet_stats.items()]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--submitters", type=int, default=4)
+    parser.add_argument("--processors", type=int, default=1, help="demo TP processes")
+    parser.add_argument("--latency-samples", type=int, default=10, help="one-transaction commits timed after the run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    figures = run(args)
+    print_table(figures)
+    print(json.dumps(figures, default=str))
+    return 0 if figures["committed"] == args.transactions else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
