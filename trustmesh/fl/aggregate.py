@@ -225,7 +225,7 @@ def perffedavg_weights(
 # Weighted sums (FedAvg, PerfFedAvg, multi-Krum)
 
 
-def weighted_sum(updates: Updates, coefficients: Sequence[float], *, workers: int = 1) -> np.ndarray:
+def weighted_sum(updates: Updates, coefficients: Sequence[float] | np.ndarray, *, workers: int = 1) -> np.ndarray:
     """Canonical ``sum_i c_i * x_i``: float64, in update order, no FMA, then one float32 cast."""
     rows = _rows(updates)
     coefs = [np.float64(c) for c in coefficients]

@@ -1,0 +1,299 @@
+"""Aggregation math: hand-computed cases, Byzantine robustness, byte determinism, a slow reference."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trustmesh.fl import aggregate as agg
+from trustmesh.fl.aggregate import AggregationError
+
+# ---------------------------------------------------------------------------------------------
+# The slow reference: pure Python floats (IEEE double, one rounding per operation), per element.
+
+
+def ref_weighted_sum(rows: list[list[float]], coefs: list[float]) -> np.ndarray:
+    out = []
+    for k in range(len(rows[0])):
+        acc = 0.0
+        for row, c in zip(rows, coefs, strict=True):
+            acc = acc + row[k] * c
+        out.append(acc)
+    return np.array(out, dtype=np.float64).astype(np.float32)
+
+
+def ref_shares(counts: list[float]) -> list[float]:
+    total = 0.0
+    for n in counts:
+        total += n
+    return [n / total for n in counts]
+
+
+def ref_sqsum(values: list[float], lanes: int = agg.SQSUM_LANES) -> float:
+    acc = [0.0] * lanes
+    for k, x in enumerate(values):
+        acc[k % lanes] = acc[k % lanes] + x * x
+    total = 0.0
+    for v in acc:
+        total += v
+    return total
+
+
+def ref_order_stat(rows: list[list[float]], trim: int | None) -> np.ndarray:
+    """Median (trim None) or trimmed mean, coordinate by coordinate."""
+    n = len(rows)
+    out = []
+    for k in range(len(rows[0])):
+        col = sorted(row[k] + 0.0 for row in rows)
+        if trim is None:
+            out.append(col[n // 2] if n % 2 else (col[n // 2 - 1] + col[n // 2]) * 0.5)
+        else:
+            acc = 0.0
+            for v in col[trim : n - trim]:
+                acc += v
+            out.append(acc / (n - 2 * trim))
+    return np.array(out, dtype=np.float64).astype(np.float32)
+
+
+def bits(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+def rand_matrix(n: int, p: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((n, p)).astype(np.float32)
+    m[0, :3] = [0.0, -0.0, 1e-40]  # zeros of both signs and a subnormal must survive too
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-computed cases
+
+
+def test_fedavg_hand_computed():
+    updates = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    out = agg.fedavg(updates, [1, 3])
+    assert out.dtype == np.float32
+    assert out.tolist() == [2.5, 3.5]
+
+
+def test_perffedavg_hand_computed():
+    updates = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    # data shares .25/.75, accuracy shares .8/.2 -> weights .525/.475
+    w = agg.perffedavg_weights([1, 3], [0.8, 0.2], alpha=0.5)
+    assert w.tolist() == pytest.approx([0.525, 0.475], abs=1e-15)
+    out = agg.perffedavg(updates, [1, 3], [0.8, 0.2], alpha=0.5)
+    assert out.tolist() == pytest.approx([1.95, 2.95], abs=1e-6)
+    pure_acc = agg.perffedavg(updates, [1, 3], [0.8, 0.2], alpha=0.0)
+    assert pure_acc.tolist() == pytest.approx([1.4, 2.4], abs=1e-6)
+
+
+def test_perffedavg_alpha_one_is_fedavg_to_the_byte():
+    m = rand_matrix(7, 5000, seed=3)
+    counts = [10, 250, 33, 7, 1000, 5, 64]
+    accs = [0.9, 0.1, 0.5, 0.7, 0.3, 0.99, 0.0]
+    assert bits(agg.perffedavg(m, counts, accs, alpha=1.0)) == bits(agg.fedavg(m, counts))
+
+
+def test_perffedavg_zero_accuracies_fall_back_to_data_shares():
+    w = agg.perffedavg_weights([1, 3], [0.0, 0.0], alpha=0.25)
+    assert w.tolist() == pytest.approx([0.25, 0.75])
+
+
+def test_median_and_trimmed_mean_hand_computed():
+    m = np.array([[1, 10], [2, -5], [100, 0], [3, 7], [-50, 1]], dtype=np.float32)
+    assert agg.coordinate_median(m).tolist() == [2.0, 1.0]
+    assert agg.coordinate_median(m[:4]).tolist() == [2.5, 3.5]
+    # beta 0.2 of 5 drops one value at each end
+    assert agg.trimmed_mean(m, beta=0.2).tolist() == pytest.approx([2.0, 8 / 3])
+
+
+def test_krum_picks_the_update_in_the_dense_cluster():
+    m = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [40, 40]], dtype=np.float32)
+    d = agg.pairwise_sq_distances(m)
+    assert d[0, 4] == 3200.0 and d[1, 2] == 2.0 and d[3, 3] == 0.0
+    # f=1: each score sums the 2 nearest; all corners tie at 2.0, so the lowest index wins
+    vec, best = agg.krum(m, f=1)
+    assert best == 0 and vec.tolist() == [0.0, 0.0]
+    avg, chosen = agg.multi_krum(m, [1, 1, 1, 1, 1], f=1)
+    assert chosen == [0, 1, 2, 3] and avg.tolist() == [0.5, 0.5]
+
+
+def test_apply_aggregate_and_stack_roundtrip():
+    base = {"w": np.ones((2, 2), np.float32), "b": np.zeros(3, np.float32)}
+    upd = {"w": np.full((2, 2), 0.5, np.float32), "b": np.arange(3, dtype=np.float32)}
+    new = agg.apply_aggregate(base, upd)
+    assert new["w"].tolist() == [[1.5, 1.5], [1.5, 1.5]] and new["b"].tolist() == [0, 1, 2]
+    assert base["w"][0, 0] == 1.0
+    spec = [("w", (2, 2)), ("b", (3,))]
+    out = np.empty((2, 7), np.float32)
+    mat = agg.stack_updates([base, upd], spec, out=out)
+    assert mat is out and mat[1].tolist() == [0.5] * 4 + [0, 1, 2]
+    back = agg.unstack(mat[1], spec)
+    assert list(back) == ["w", "b"] and back["w"].shape == (2, 2)
+    with pytest.raises(AggregationError):
+        agg.stack_updates([{"w": np.ones((2, 3), np.float32), "b": base["b"]}], spec)
+
+
+def test_inputs_are_checked():
+    with pytest.raises(AggregationError):
+        agg.fedavg([], [])
+    with pytest.raises(AggregationError):
+        agg.fedavg(np.ones((2, 3), np.float32), [1])
+    with pytest.raises(AggregationError):
+        agg.fedavg(np.ones((2, 3), np.float64), [1, 1])
+    with pytest.raises(AggregationError):
+        agg.fedavg(np.ones((2, 3), np.float32), [0, 0])
+    with pytest.raises(AggregationError):
+        agg.trimmed_mean(np.ones((2, 3), np.float32), beta=0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Byzantine robustness: 2 of 10 updates scaled by 100 or sign-flipped
+
+
+def _byzantine_case(attack: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    p = 2000
+    mu = rng.standard_normal(p).astype(np.float32)
+    honest = (mu + 0.05 * rng.standard_normal((8, p))).astype(np.float32)
+    victims = honest[:2]
+    bad = victims * 100.0 if attack == "scale" else -victims
+    rows = np.concatenate([bad[:1], honest[:4], bad[1:], honest[4:]]).astype(np.float32)
+    return rows, honest.astype(np.float64).mean(axis=0)
+
+
+@pytest.mark.parametrize("attack", ["scale", "sign_flip"])
+def test_robust_aggregators_stay_near_the_honest_mean(attack):
+    rows, honest_mean = _byzantine_case(attack)
+    limit = 0.1 * np.linalg.norm(honest_mean)
+    ones = [1] * len(rows)
+    results = {
+        "median": agg.coordinate_median(rows),
+        "trimmed_mean": agg.trimmed_mean(rows, beta=0.2),
+        "krum": agg.krum(rows, f=2)[0],
+        "multi_krum": agg.multi_krum(rows, ones, f=2)[0],
+    }
+    for name, vec in results.items():
+        err = np.linalg.norm(vec.astype(np.float64) - honest_mean)
+        assert err <= limit, f"{name} under {attack}: {err:.3f} > {limit:.3f}"
+    fedavg_err = np.linalg.norm(agg.fedavg(rows, ones).astype(np.float64) - honest_mean)
+    assert fedavg_err > limit
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical arithmetic: equal to the slow reference, and byte-stable
+
+
+def test_weighted_sum_matches_slow_reference_across_blocks(monkeypatch):
+    m = rand_matrix(6, 1500, seed=5)
+    counts = [3, 1, 4, 1, 5, 9]
+    shares = ref_shares([float(c) for c in counts])
+    assert agg.data_shares(counts).tolist() == shares
+    expected = ref_weighted_sum(m.tolist(), shares)
+    assert bits(agg.fedavg(m, counts)) == bits(expected)
+    monkeypatch.setattr(agg, "_SUM_BLOCK", 7)  # many small column blocks, a ragged last one
+    assert bits(agg.fedavg(m, counts)) == bits(expected)
+    assert bits(agg.fedavg(m, counts, workers=2)) == bits(expected)
+
+
+def test_order_statistics_match_slow_reference(monkeypatch):
+    m = rand_matrix(7, 900, seed=6)
+    m[3, 10] = m[4, 10] = m[5, 10]  # ties
+    monkeypatch.setattr(agg, "_SORT_BLOCK", 64)
+    rows = m.tolist()
+    assert bits(agg.coordinate_median(m)) == bits(ref_order_stat(rows, None))
+    assert bits(agg.coordinate_median(m[:6])) == bits(ref_order_stat(rows[:6], None))
+    assert bits(agg.trimmed_mean(m, beta=0.3)) == bits(ref_order_stat(rows, 2))
+
+
+def test_median_never_returns_negative_zero():
+    m = np.array([[-0.0], [0.0], [-0.0]], dtype=np.float32)
+    assert bits(agg.coordinate_median(m)) == bits(np.zeros(1, np.float32))
+
+
+def test_sq_sums_match_slow_reference():
+    m = rand_matrix(4, 2 * agg.SQSUM_LANES + 77, seed=7)
+    rows = m.tolist()
+    assert agg.sq_norm(m[1]) == ref_sqsum(rows[1])
+    d = agg.pairwise_sq_distances(m)
+    for i in range(4):
+        for j in range(4):
+            diff = [a - b for a, b in zip(rows[i], rows[j], strict=True)]
+            assert d[i, j] == (0.0 if i == j else ref_sqsum(diff))
+
+
+def test_server_steps_match_slow_reference():
+    g1 = np.array([0.5, -0.25, 0.0, 3.0], np.float32)
+    g2 = np.array([-0.5, 1.0, 1e-3, 3.0], np.float32)
+    eta, b1, b2, tau = 0.01, 0.9, 0.99, 1e-3
+
+    def ref(step_kind: str) -> list[list[float]]:
+        m = [0.0] * 4
+        v = [tau * tau] * 4
+        steps = []
+        for g in (g1.tolist(), g2.tolist()):
+            for k in range(4):
+                m[k] = b1 * m[k] + (1.0 - b1) * g[k]
+                g2k = g[k] * g[k]
+                if step_kind == "adam":
+                    v[k] = b2 * v[k] + (1.0 - b2) * g2k
+                else:
+                    v[k] = v[k] - (1.0 - b2) * g2k * math.copysign(1.0, v[k] - g2k) * (v[k] != g2k)
+            steps.append([eta * m[k] / (math.sqrt(v[k]) + tau) for k in range(4)])
+            m = [float(np.float32(x)) for x in m]  # the state is stored as float32
+            v = [float(np.float32(x)) for x in v]
+        return steps
+
+    for kind, fn in (("adam", agg.adam_server_step), ("yogi", agg.yogi_server_step)):
+        s1, m1, v1 = fn(g1, None, None, eta=eta, beta1=b1, beta2=b2, tau=tau)
+        s2, _, _ = fn(g2, m1, v1, eta=eta, beta1=b1, beta2=b2, tau=tau)
+        expected = ref(kind)
+        assert bits(s1) == bits(np.array(expected[0]).astype(np.float32)), kind
+        assert bits(s2) == bits(np.array(expected[1]).astype(np.float32)), kind
+
+
+def _all_outputs(m, workers: int = 1) -> list[bytes]:
+    """Every canonical output for one input, as bytes."""
+    n = len(m) if isinstance(m, list) else m.shape[0]
+    counts = list(range(1, n + 1))
+    accs = [0.1 * (i % 10) for i in range(n)]
+    step = agg.adam_server_step(agg.fedavg(m, counts), None, None, eta=0.01, beta1=0.9, beta2=0.99, tau=1e-3)
+    return [
+        bits(agg.fedavg(m, counts, workers=workers)),
+        bits(agg.perffedavg(m, counts, accs, alpha=0.3, workers=workers)),
+        bits(agg.coordinate_median(m, workers=workers)),
+        bits(agg.trimmed_mean(m, beta=0.1, workers=workers)),
+        bits(agg.pairwise_sq_distances(m, workers=workers)),
+        bits(agg.multi_krum(m, counts, f=2, workers=workers)[0]),
+        bits(step[0]),
+    ]
+
+
+def test_identical_bytes_run_twice_and_in_other_layouts():
+    m = rand_matrix(12, 40_000, seed=8)
+    expected = _all_outputs(m)
+    assert _all_outputs(m) == expected
+    assert _all_outputs(np.asfortranarray(m)) == expected
+    wide = np.zeros((12, 80_000), np.float32)
+    wide[:, ::2] = m
+    assert _all_outputs(wide[:, ::2]) == expected  # a strided, non-contiguous view
+    assert _all_outputs([row.copy() for row in m]) == expected  # separate rows
+    assert _all_outputs(m, workers=2) == expected
+
+
+def test_identical_bytes_with_one_or_two_threads():
+    torch = pytest.importorskip("torch")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    m = rand_matrix(10, 30_000, seed=9)
+    before = torch.get_num_threads()
+    outputs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with threadpoolctl.threadpool_limits(limits=threads):
+                outputs.append(_all_outputs(m))
+    finally:
+        torch.set_num_threads(before)
+    assert outputs[0] == outputs[1]
