@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-import trustmesh  # noqa: F401 — installs the SDK stream replacement before the processor import
 from sawtooth_sdk.messaging.future import FutureTimeoutError
 from sawtooth_sdk.processor.core import TransactionProcessor
 from sawtooth_sdk.processor.exceptions import AuthorizationException, InternalError, InvalidTransaction
