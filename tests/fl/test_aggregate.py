@@ -194,6 +194,7 @@ def test_weighted_sum_matches_slow_reference_across_blocks(monkeypatch):
     expected = ref_weighted_sum(m.tolist(), shares)
     assert bits(agg.fedavg(m, counts)) == bits(expected)
     monkeypatch.setattr(agg, "_SUM_BLOCK", 7)  # many small column blocks, a ragged last one
+    monkeypatch.setattr(agg, "_MIN_VALUES_PER_THREAD", 1)
     assert bits(agg.fedavg(m, counts)) == bits(expected)
     assert bits(agg.fedavg(m, counts, workers=2)) == bits(expected)
 
@@ -271,7 +272,7 @@ def _all_outputs(m, workers: int = 1) -> list[bytes]:
     ]
 
 
-def test_identical_bytes_run_twice_and_in_other_layouts():
+def test_identical_bytes_run_twice_and_in_other_layouts(monkeypatch):
     m = rand_matrix(12, 40_000, seed=8)
     expected = _all_outputs(m)
     assert _all_outputs(m) == expected
@@ -280,6 +281,7 @@ def test_identical_bytes_run_twice_and_in_other_layouts():
     wide[:, ::2] = m
     assert _all_outputs(wide[:, ::2]) == expected  # a strided, non-contiguous view
     assert _all_outputs([row.copy() for row in m]) == expected  # separate rows
+    monkeypatch.setattr(agg, "_MIN_VALUES_PER_THREAD", 1)  # threads even for this small input
     assert _all_outputs(m, workers=2) == expected
 
 

@@ -61,6 +61,7 @@ SQSUM_LANES = 1024
 _SUM_BLOCK = 16384  # columns per block for weighted sums: 128 KiB of float64, stays in L2
 _SORT_BLOCK = 4096  # columns per block for order statistics
 _DIST_BLOCK = SQSUM_LANES  # columns per block for pairwise distances (must be a multiple of the lanes)
+_MIN_VALUES_PER_THREAD = 1 << 21  # below this much work a thread costs more than it saves
 
 Updates = np.ndarray | Sequence[np.ndarray]
 """A float32 matrix ``[n_updates, n_params]`` (any memory layout) or a sequence of flat float32 rows."""
@@ -156,12 +157,20 @@ def _blocks(n: int, block: int) -> list[tuple[int, int]]:
     return [(s, min(s + block, n)) for s in range(0, n, block)]
 
 
-def _run_blocks(make: Callable[[], Callable[[int, int], None]], n: int, block: int, workers: int) -> None:
+def _threads(workers: int, values: int) -> int:
+    """Threads worth starting for ``values`` elements of work (small inputs stay on one thread)."""
+    return max(1, min(workers, values // _MIN_VALUES_PER_THREAD))
+
+
+def _run_blocks(
+    make: Callable[[], Callable[[int, int], None]], n: int, block: int, workers: int, rows: int
+) -> None:
     """Run every column block through a worker made by ``make()`` (one per thread, owning its scratch).
 
     Threads take contiguous runs of blocks; a block's bytes never depend on which thread ran it.
     """
     spans = _blocks(n, block)
+    workers = _threads(workers, n * rows)
     groups = [spans] if workers <= 1 or len(spans) < 2 else [
         spans[i : i + -(-len(spans) // workers)] for i in range(0, len(spans), -(-len(spans) // workers))
     ]
@@ -249,7 +258,7 @@ def weighted_sum(updates: Updates, coefficients: Sequence[float] | np.ndarray, *
 
         return work
 
-    _run_blocks(make, size, block, workers)
+    _run_blocks(make, size, block, workers, len(rows))
     return out
 
 
@@ -300,7 +309,7 @@ def _order_statistic(
 
         return work
 
-    _run_blocks(make, size, block, workers)
+    _run_blocks(make, size, block, workers, n)
     return out
 
 
@@ -378,7 +387,7 @@ def pairwise_sq_distances(updates: Updates, *, workers: int = 1) -> np.ndarray:
     n, size = len(rows), rows[0].size
     lanes = np.zeros((n, n, SQSUM_LANES), dtype=np.float64)
     chunk = np.empty((n, _DIST_BLOCK), dtype=np.float64)
-    threads = max(1, min(workers, n - 1))
+    threads = max(1, min(_threads(workers, size * n * (n - 1) // 2), n - 1))
     firsts = [list(range(t, n - 1, threads)) for t in range(threads)]
     diffs = [np.empty((n, _DIST_BLOCK), dtype=np.float64) for _ in range(threads)]
 
