@@ -27,7 +27,7 @@ def test_no_rounds_no_cost_and_no_noise_no_rounds():
 
 
 def test_rounds_allowed_is_the_largest_count_within_budget():
-    cap = rounds_allowed(8.0, 1e-5, 1.0, 0.1, 1000)
+    cap = rounds_allowed(8.0, 1e-5, 1.0, 0.1, 150)
     assert epsilon_after(cap, noise_multiplier=1.0, sampling_rate=0.1, delta=1e-5) <= 8.0
     assert epsilon_after(cap + 1, noise_multiplier=1.0, sampling_rate=0.1, delta=1e-5) > 8.0
     assert rounds_allowed(8.0, 1e-5, 1.0, 0.1, 20) == 20  # capped by the workflow's rounds

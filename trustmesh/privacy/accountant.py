@@ -62,16 +62,20 @@ def epsilon_after(rounds: int, *, noise_multiplier: float, sampling_rate: float,
 
 
 def rounds_allowed(epsilon: float, delta: float, noise_multiplier: float, sampling_rate: float,
-                   max_rounds: int) -> int:
-    """The largest r <= max_rounds with epsilon_after(r) <= epsilon (binary search; epsilon grows with r)."""
+                   max_rounds: int, *, steps_per_round: int = 1) -> int:
+    """The largest r <= max_rounds with epsilon_after(r * steps_per_round) <= epsilon (binary search).
+
+    Client-level DP takes one step a round; sample-level DP-SGD takes epochs * batches steps a round.
+    """
     _check(noise_multiplier, sampling_rate, delta)
     if not epsilon > 0:
         raise PrivacyConfigError(f"epsilon must be > 0, got {epsilon}")
-    if max_rounds < 0:
-        raise PrivacyConfigError(f"max_rounds must be >= 0, got {max_rounds}")
+    if max_rounds < 0 or steps_per_round < 1:
+        raise PrivacyConfigError(f"need max_rounds >= 0 and steps_per_round >= 1, got {max_rounds}, "
+                                 f"{steps_per_round}")
 
     def fits(r: int) -> bool:
-        return epsilon_after(r, noise_multiplier=noise_multiplier, sampling_rate=sampling_rate,
+        return epsilon_after(r * steps_per_round, noise_multiplier=noise_multiplier, sampling_rate=sampling_rate,
                              delta=delta) <= epsilon
 
     low, high = 0, max_rounds  # invariant: fits(low); the answer lies in [low, high]
