@@ -14,9 +14,12 @@ from trustmesh.errors import TrustMeshError
 
 # name -> (module, one-line help). Keep the list sorted by name; one row per subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "compute": ("trustmesh.compute.cli", "run a compute node: close rounds, aggregate, attest, evaluate"),
     "deploy": ("trustmesh.deploy.cli", "render docker compose files and Kubernetes manifests"),
     "devnet": ("trustmesh.devnet.cli", "run the embedded single-node ledger (Sawtooth 1.2 protocol)"),
+    "iot": ("trustmesh.iot.cli", "run an IoT node: the coordinator or a participant"),
     "keygen": ("trustmesh.ledger.keygen", "write a secp256k1 key pair for a node"),
+    "run": ("trustmesh.runner.cli", "run a whole federated training on this machine (the main job)"),
     "tp": ("trustmesh.tp.cli", "run a transaction processor: federation or iot-data"),
     "workflow": ("trustmesh.workflow_cli", "validate a federated-learning workflow file"),
 }

@@ -35,3 +35,7 @@ class HistoryError(TrustMeshError):
 
 class UpdateRejected(TrustMeshError):
     """A model update failed validation (shape, dtype, non-finite, norm bound, hash). Exclude it."""
+
+
+class ServiceFailed(TrustMeshError):
+    """A process the run started (ledger, TP, node) exited unexpectedly. Its log tail is in the message."""

@@ -1,0 +1,48 @@
+"""`trustmesh compute`: run a compute node (close rounds, aggregate, attest, evaluate, history)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from trustmesh.nodeargs import add_ledger_args, chain_from_args
+
+EVENT_POLL = 1.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_ledger_args(parser)
+    parser.add_argument("--workflow-id", action="append", required=True, dest="workflow_ids",
+                        help="a workflow this node serves (repeat for several)")
+    parser.add_argument("--couchdb", default=None,
+                        help="CouchDB URL with credentials for the round history (omit to keep no history)")
+    parser.add_argument("--outbox", type=Path, default=None,
+                        help="history outbox file (default: beside the key, NAME.outbox.sqlite)")
+    parser.add_argument("--heartbeat-every", type=float, default=2.0,
+                        help="seconds between heartbeat transactions while a round waits on block time")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from trustmesh.compute.node import ComputeNode
+    from trustmesh.dataplane.store import RedisDataPlane
+    from trustmesh.wakeup import Waker
+
+    torch.set_num_threads(1)
+    chain = chain_from_args(args)
+    history = None
+    if args.couchdb:
+        from trustmesh.compute.recorder import open_recorder
+
+        outbox = args.outbox or Path(args.key).with_suffix(".outbox.sqlite")
+        history = open_recorder(args.couchdb, outbox)
+    waker = Waker(chain.client, args.workflow_ids[0] if len(args.workflow_ids) == 1 else None)
+    node = ComputeNode(chain=chain, dataplane=RedisDataPlane(args.redis), workflow_ids=args.workflow_ids,
+                       history=history, poll_interval=EVENT_POLL, wait=waker.wait,
+                       heartbeat_every=args.heartbeat_every)
+    try:
+        node.run()
+    finally:
+        if history is not None:
+            history.close()
+    return 0

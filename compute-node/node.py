@@ -1,0 +1,283 @@
+"""The compute node: a reconcile loop over the chain's record of each workflow's current round.
+
+Every few hundred milliseconds (or sooner, when a ledger event arrives) the node reads the round
+and does the one thing that moves it on: close it once quorum or the deadline is reached, claim
+and run the aggregate task, attest another node's result, claim and run the evaluate task. While a
+round waits on block time (a deadline, a lease held by a node that died) it commits heartbeat
+transactions, because Sawtooth builds no empty blocks and block time only moves when something
+commits. Everything it decides comes from chain state, so a restarted node picks up where the
+chain stands, and several nodes can run side by side: the chain serializes their claims.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trustmesh.chain import Chain
+from trustmesh.compute.history_docs import round_history
+from trustmesh.compute.roundwork import RoundResult, compute_result
+from trustmesh.contracts.records import RoundRecord, WorkflowRecord
+from trustmesh.contracts.rules import RuleViolation
+from trustmesh.dataplane.store import DataPlane
+from trustmesh.errors import LedgerError, TransactionRejected, TrustMeshError
+from trustmesh.fl.codecs import decode_params
+from trustmesh.fl.data import load_dataset
+from trustmesh.fl.initial import initial_model
+from trustmesh.fl.models import build_model
+from trustmesh.fl.params import set_params, spec_for_model
+from trustmesh.fl.train import evaluate
+
+LOGGER = logging.getLogger(__name__)
+
+SETTLED = ("accepted", "rejected", "failed")
+
+HEARTBEAT_EVERY = 2.0
+"""Seconds between heartbeat transactions while a round waits on block time."""
+
+
+@dataclass
+class _Progress:
+    """What this node already did, so a loop iteration does not repeat an action."""
+
+    attested: set[tuple[str, int, str]] = field(default_factory=set)
+    history_written: set[tuple[str, int]] = field(default_factory=set)
+    timings: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    last_heartbeat: float = 0.0
+
+
+class ComputeNode:
+    """Closes rounds, aggregates, attests and evaluates for the workflows it is a compute node of."""
+
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        dataplane: DataPlane,
+        workflow_ids: list[str],
+        history: Any | None = None,
+        poll_interval: float = 0.3,
+        wait: Callable[[float], object] = time.sleep,
+        heartbeat_every: float = HEARTBEAT_EVERY,
+        on_result: Callable[[str, RoundRecord], None] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.dataplane = dataplane
+        self.workflow_ids = list(workflow_ids)
+        self.history = history
+        self.poll_interval = poll_interval
+        self.wait = wait
+        self.heartbeat_every = heartbeat_every
+        self.on_result = on_result
+        self._progress = _Progress()
+        self._test_sets: dict[str, Any] = {}
+
+    @property
+    def key(self) -> str:
+        return self.chain.public_key
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, *, stop: Callable[[], bool] = lambda: False) -> None:
+        """Reconcile every workflow until ``stop()`` is true or all of them are completed."""
+        while not stop():
+            busy = False
+            done = 0
+            for workflow_id in self.workflow_ids:
+                try:
+                    state = self.step(workflow_id)
+                except (LedgerError, TrustMeshError) as exc:
+                    LOGGER.warning("workflow %s: %s; retrying", workflow_id, exc)
+                    state = "retry"
+                busy = busy or state == "acted"
+                done += state == "completed"
+            if self.workflow_ids and done == len(self.workflow_ids):
+                LOGGER.info("every workflow is completed; stopping")
+                return
+            if not busy:
+                self.wait(self.poll_interval)
+
+    def step(self, workflow_id: str) -> str:
+        """One reconcile pass over a workflow: 'acted', 'waiting', 'idle' or 'completed'."""
+        workflow = self.chain.workflow(workflow_id)
+        if workflow is None or self.key not in workflow.compute_nodes:
+            return "idle"
+        record = self.chain.round(workflow_id, workflow.last_round) if workflow.last_round else None
+        if record is not None:
+            self._write_history_once(workflow, record)
+        if workflow.status == "completed":
+            return "completed"
+        if record is not None and record.status in SETTLED and record.round >= workflow.final_round:
+            return "completed"  # the last round failed: nothing can open after it
+        if record is None:
+            return "idle"
+        handler = getattr(self, f"_on_{record.status}", None)
+        if handler is None:  # accepted, rejected, failed: the coordinator opens the next round
+            return "idle"
+        return str(handler(workflow, record))
+
+    # -- per status -------------------------------------------------------------------------------
+    def _on_open(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        index = self.chain.index(workflow.workflow_id, record.round)
+        submitted = len(index.entries) if index else 0
+        now = self.chain.now()
+        if submitted >= workflow.spec.expected_nodes or now > record.deadline:
+            if self._try("close_round", workflow_id=workflow.workflow_id, round=record.round):
+                self._timing(workflow, record)["closed"] = time.time()
+                return "acted"
+        return self._keep_time_moving(workflow)
+
+    def _on_ready(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        if self.key in record.barred:
+            return "waiting"
+        lease, now = record.lease, self.chain.now()
+        if lease is not None and lease.task == "aggregate" and lease.holder == self.key and now <= lease.until:
+            return self._aggregate(workflow, record)
+        if lease is None or lease.task != "aggregate" or now > lease.until:
+            if self._try("claim_task", workflow_id=workflow.workflow_id, round=record.round, task="aggregate"):
+                return "acted"
+        return self._keep_time_moving(workflow)
+
+    def _on_aggregated(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        result = record.result
+        assert result is not None
+        mark = (workflow.workflow_id, record.round, result.model_hash)
+        if result.aggregator == self.key or self.key in record.attestations or mark in self._progress.attested:
+            return "waiting"
+        recomputed = self._recompute(workflow, record)
+        self._progress.attested.add(mark)
+        if recomputed.model_hash != result.model_hash:
+            LOGGER.warning("round %s: posted model %s… but recomputed %s…; disputing",
+                           record.round, result.model_hash[:12], recomputed.model_hash[:12])
+        self._try(
+            "attest_result", workflow_id=workflow.workflow_id, round=record.round,
+            model_hash=recomputed.model_hash, aggregator_state_hash=recomputed.state_hash,
+        )
+        return "acted"
+
+    def _on_verified(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        lease, now = record.lease, self.chain.now()
+        if lease is not None and lease.task == "evaluate" and lease.holder == self.key and now <= lease.until:
+            return self._evaluate(workflow, record)
+        if lease is None or lease.task != "evaluate" or now > lease.until:
+            if self._try("claim_task", workflow_id=workflow.workflow_id, round=record.round, task="evaluate"):
+                return "acted"
+        return self._keep_time_moving(workflow)
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def _recompute(self, workflow: WorkflowRecord, record: RoundRecord) -> RoundResult:
+        base = self.dataplane.get_model(workflow.workflow_id, record.base_model_hash)
+        if base is None:
+            base = self._initial_model_if(workflow, record.base_model_hash)
+        if base is None:
+            raise TrustMeshError(f"base model {record.base_model_hash[:12]}… of round {record.round} is unavailable")
+        state = None
+        if workflow.aggregator_state_hash:
+            state = self.dataplane.get_model(workflow.workflow_id, workflow.aggregator_state_hash)
+        index = self.chain.index(workflow.workflow_id, record.round)
+        records = self.dataplane.read_submissions(workflow.workflow_id, record.schedule_id, workflow.spec.app_id)
+        return compute_result(
+            workflow=workflow, round_record=record, index=index, base_model=base, records=records,
+            fetch_update=lambda h: self.dataplane.get_update_blob(workflow.workflow_id, record.schedule_id, h),
+            optimizer_state=state,
+        )
+
+    def _initial_model_if(self, workflow: WorkflowRecord, wanted: str) -> bytes | None:
+        blob, digest = initial_model(workflow.spec.model)
+        if digest != wanted:
+            return None
+        self.dataplane.put_model(workflow.workflow_id, digest, blob)
+        return blob
+
+    def _aggregate(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        started = time.time()
+        result = self._recompute(workflow, record)
+        self.dataplane.put_model(workflow.workflow_id, result.model_hash, result.model_bytes)
+        if result.state_bytes is not None and result.state_hash is not None:
+            self.dataplane.put_model(workflow.workflow_id, result.state_hash, result.state_bytes)
+        posted = self._try(
+            "post_result", workflow_id=workflow.workflow_id, round=record.round,
+            model_hash=result.model_hash, aggregator_state_hash=result.state_hash,
+            included=list(result.included), excluded=dict(result.excluded),
+        )
+        timing = self._timing(workflow, record)
+        timing["aggregate_seconds"] = result.seconds
+        timing["posted"] = time.time()
+        LOGGER.info("round %s: aggregated %d submissions (%d excluded) in %.2fs", record.round,
+                    len(result.included), len(result.excluded), time.time() - started)
+        return "acted" if posted else "waiting"
+
+    def _test_set(self, dataset: str) -> tuple[Any, Any]:
+        if dataset not in self._test_sets:
+            data = load_dataset(dataset)
+            self._test_sets[dataset] = (data.x_test, data.y_test)
+        return self._test_sets[dataset]  # type: ignore[no-any-return]
+
+    def _evaluate(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        assert record.result is not None
+        blob = self.dataplane.get_model(workflow.workflow_id, record.result.model_hash)
+        if blob is None:
+            raise TrustMeshError(f"model {record.result.model_hash[:12]}… of round {record.round} is unavailable")
+        model = build_model(workflow.spec.model)
+        set_params(model, decode_params(blob, spec_for_model(workflow.spec.model)))
+        x_test, y_test = self._test_set(workflow.spec.data.dataset)
+        started = time.perf_counter()
+        loss, accuracy = evaluate(model, x_test, y_test)
+        self._timing(workflow, record)["evaluate_seconds"] = time.perf_counter() - started
+        self._try(
+            "record_evaluation", workflow_id=workflow.workflow_id, round=record.round,
+            accuracy=float(min(max(accuracy, 0.0), 1.0)), loss=float(max(loss, 0.0)),
+        )
+        LOGGER.info("round %s: accuracy %.4f, loss %.4f", record.round, accuracy, loss)
+        return "acted"
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _try(self, action: str, **fields: Any) -> bool:
+        """Send an action; a rule refusal (someone else was first, time not yet up) is not an error."""
+        try:
+            self.chain.act(action, **fields)
+            return True
+        except TransactionRejected as exc:
+            LOGGER.debug("%s refused: %s", action, exc)
+            return False
+
+    def _keep_time_moving(self, workflow: WorkflowRecord) -> str:
+        if time.monotonic() - self._progress.last_heartbeat >= self.heartbeat_every:
+            self._progress.last_heartbeat = time.monotonic()
+            self._try("heartbeat", workflow_id=workflow.workflow_id)
+        return "waiting"
+
+    def _timing(self, workflow: WorkflowRecord, record: RoundRecord) -> dict[str, float]:
+        return self._progress.timings.setdefault((workflow.workflow_id, record.round), {})
+
+    def _write_history_once(self, workflow: WorkflowRecord, record: RoundRecord) -> None:
+        """Record a settled round in CouchDB (through the outbox); the evaluator or closer writes it."""
+        if self.history is None or record.status not in SETTLED:
+            return
+        mark = (workflow.workflow_id, record.round)
+        if mark in self._progress.history_written:
+            return
+        mine = (record.evaluation is not None and record.evaluation.evaluator == self.key) or (
+            record.status == "failed" and self.key == min(workflow.compute_nodes)
+        )
+        self._progress.history_written.add(mark)
+        if not mine:
+            return
+        index = self.chain.index(workflow.workflow_id, record.round)
+        alive = _safe(lambda: self.dataplane.alive_nodes(workflow.workflow_id), set())
+        doc = round_history(workflow=workflow, record=record, index=index, alive=alive,
+                            timings=self._progress.timings.get(mark, {}))
+        model_blob = None
+        if record.status == "accepted" and record.result is not None:
+            model_blob = self.dataplane.get_model(workflow.workflow_id, record.result.model_hash)
+        self.history.record_round(doc, model_blob=model_blob, workflow=workflow)
+        if self.on_result is not None:
+            self.on_result(workflow.workflow_id, record)
+
+
+def _safe(fn: Callable[[], Any], default: Any) -> Any:
+    try:
+        return fn()
+    except (TrustMeshError, RuleViolation):
+        return default

@@ -1,0 +1,63 @@
+"""The compute node's round history writer: CouchDB behind a persistent outbox.
+
+Writes never block the round: they land in a local SQLite outbox first and are replayed into
+CouchDB with backoff, so a CouchDB outage or a compute-node crash loses no history.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trustmesh.contracts.records import WorkflowRecord
+from trustmesh.history.couch import CouchHistory
+from trustmesh.history.documents import ModelVersion, RoundHistory
+from trustmesh.history.ops import HistoryOp
+from trustmesh.history.outbox import HistoryOutbox
+
+
+class _CouchWithDatabases:
+    """CouchHistory that creates its databases and design docs before its first write."""
+
+    def __init__(self, inner: CouchHistory) -> None:
+        self._inner = inner
+        self._ready = False
+
+    def apply(self, op: HistoryOp) -> None:
+        if not self._ready:
+            self._inner.ensure_databases()
+            self._ready = True
+        self._inner.apply(op)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class HistoryRecorder:
+    """Turns settled rounds into history writes (round, participation, accepted model)."""
+
+    def __init__(self, outbox: HistoryOutbox) -> None:
+        self.outbox = outbox
+
+    def record_round(self, doc: RoundHistory, *, model_blob: bytes | None, workflow: WorkflowRecord) -> None:
+        self.outbox.record_workflow(workflow.workflow_id, {
+            "coordinator": workflow.coordinator, "participants": list(workflow.participants),
+            "compute_nodes": list(workflow.compute_nodes), "model": workflow.spec.model,
+            "rounds": workflow.spec.rounds, "privacy_cap": workflow.privacy_cap,
+            "status": workflow.status, "last_round": workflow.last_round,
+        })
+        self.outbox.record_round(doc)
+        if model_blob is not None and doc.model_hash is not None:
+            version = ModelVersion(
+                workflow_id=doc.workflow_id, model_hash=doc.model_hash, version=doc.model_version or 0,
+                round=doc.round, status=doc.status, accuracy=doc.accuracy, loss=doc.loss,
+                filename="model.cbor", content_type="application/cbor",
+            )
+            self.outbox.record_model(version, model_blob)
+
+    def close(self) -> None:
+        self.outbox.flush(timeout=10.0)
+        self.outbox.close()
+
+
+def open_recorder(couchdb_url: str, outbox_path: Path) -> HistoryRecorder:
+    return HistoryRecorder(HistoryOutbox(outbox_path, _CouchWithDatabases(CouchHistory(couchdb_url))))

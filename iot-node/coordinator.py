@@ -1,0 +1,126 @@
+"""The coordinator: registers a workflow and opens each round once the previous one is settled.
+
+The coordinator's key signs ``register_workflow`` and every ``open_round``; the chain refuses a
+round beyond the workflow's rounds or its privacy cap, so the budget holds even if this loop
+misbehaves. Each round gets a fresh ``schedule_id`` that all participants submit to.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from trustmesh.chain import Chain
+from trustmesh.contracts.records import WorkflowRecord
+from trustmesh.contracts.workflow import apply_defaults, register_payload
+from trustmesh.dataplane.store import DataPlane
+from trustmesh.errors import ConfigError, LedgerError, TransactionRejected, TrustMeshError
+from trustmesh.fl.initial import initial_model
+
+LOGGER = logging.getLogger(__name__)
+
+SETTLED = ("accepted", "rejected", "failed")
+
+
+def new_schedule_id(round_no: int) -> str:
+    """A fresh schedule id for round ``round_no`` (unique within the workflow; the chain checks)."""
+    return f"r{round_no}-{uuid.uuid4().hex[:12]}"
+
+
+def privacy_cap(doc: dict[str, Any]) -> int | None:
+    """The number of rounds the workflow's DP budget allows (None when DP is off)."""
+    full = apply_defaults(doc)
+    dp = full["privacy"]["dp"]
+    if dp.get("mode", "none") == "none":
+        return None
+    from trustmesh.privacy.accountant import rounds_allowed
+
+    if dp.get("epsilon") is None or dp.get("noise_multiplier") is None:
+        raise ConfigError("privacy.dp needs epsilon and noise_multiplier to compute the round cap")
+    cap = rounds_allowed(
+        dp["epsilon"], dp.get("delta") or 1e-5, dp["noise_multiplier"], 1.0, int(full["rounds"])
+    )
+    if cap < 1:
+        raise ConfigError(f"the privacy budget epsilon={dp['epsilon']} allows no round at all")
+    return int(cap)
+
+
+class Coordinator:
+    """Registers ``doc`` (if not yet on-chain) and drives its rounds to the end."""
+
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        doc: dict[str, Any],
+        dataplane: DataPlane | None = None,
+        resolve: Callable[[str], str] | None = None,
+        poll_interval: float = 0.3,
+        wait: Callable[[float], object] = time.sleep,
+    ) -> None:
+        self.chain = chain
+        self.doc = doc
+        self.dataplane = dataplane
+        self.resolve = resolve
+        self.poll_interval = poll_interval
+        self.wait = wait
+        self.workflow_id: str = doc["workflow_id"]
+
+    def register(self) -> WorkflowRecord:
+        """Register the workflow unless the chain already has it; store its initial model."""
+        existing = self.chain.workflow(self.workflow_id)
+        full = apply_defaults(self.doc)
+        blob, digest = initial_model(full["model"]["name"])
+        if self.dataplane is not None:
+            self.dataplane.put_model(self.workflow_id, digest, blob)
+        if existing is not None:
+            LOGGER.info("workflow %s is already registered (%s)", self.workflow_id, existing.status)
+            return existing
+        payload = register_payload(
+            self.doc, initial_model_hash=digest, privacy_cap=privacy_cap(self.doc), resolve=self.resolve
+        )
+        payload.pop("schema_version")
+        payload.pop("action")
+        self.chain.act("register_workflow", **payload)
+        workflow = self.chain.workflow(self.workflow_id)
+        if workflow is None:
+            raise LedgerError(f"workflow {self.workflow_id} was committed but cannot be read back")
+        LOGGER.info("registered workflow %s: %d participants, %d rounds (cap %d)", self.workflow_id,
+                    len(workflow.participants), workflow.spec.rounds, workflow.privacy_cap)
+        return workflow
+
+    def step(self) -> str:
+        """Open the next round when the current one is settled: 'opened', 'waiting' or 'completed'."""
+        workflow = self.chain.workflow(self.workflow_id)
+        if workflow is None:
+            raise ConfigError(f"workflow {self.workflow_id} is not registered")
+        if workflow.status == "completed":
+            return "completed"
+        if workflow.last_round:
+            current = self.chain.round(self.workflow_id, workflow.last_round)
+            if current is not None and current.status not in SETTLED:
+                return "waiting"
+        if workflow.last_round >= workflow.final_round:
+            return "completed"
+        next_round = workflow.last_round + 1
+        try:
+            self.chain.act("open_round", workflow_id=self.workflow_id, round=next_round,
+                           schedule_id=new_schedule_id(next_round))
+        except TransactionRejected as exc:
+            LOGGER.warning("open_round %d refused: %s", next_round, exc)
+            return "waiting"
+        LOGGER.info("opened round %d", next_round)
+        return "opened"
+
+    def run(self, *, stop: Callable[[], bool] = lambda: False) -> None:
+        self.register()
+        while not stop():
+            try:
+                if self.step() == "completed":
+                    LOGGER.info("workflow %s completed", self.workflow_id)
+                    return
+            except (LedgerError, TrustMeshError) as exc:
+                LOGGER.warning("coordinator: %s; retrying", exc)
+            self.wait(self.poll_interval)

@@ -1,0 +1,158 @@
+"""An IoT participant: trains on its own partition and submits its delta to each open round.
+
+Raw data never leaves the node: only the delta (local model − the round's base model) does, in the
+canonical update envelope. The base model is fetched from Redis and checked against the hash the
+chain records for the round; a model that does not match is refused and the round skipped.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from trustmesh.chain import Chain
+from trustmesh.contracts.records import MAX_INLINE_UPDATE, RoundRecord, WorkflowRecord
+from trustmesh.dataplane.store import DataPlane
+from trustmesh.errors import LedgerError, TransactionRejected, TrustMeshError
+from trustmesh.fl.codecs import decode_params, encode_update, model_hash, update_hash
+from trustmesh.fl.initial import initial_model
+from trustmesh.fl.models import build_model
+from trustmesh.fl.params import delta, get_params, set_params, spec_for_model
+from trustmesh.fl.partition import client_partition
+from trustmesh.fl.train import evaluate, train_local
+
+LOGGER = logging.getLogger(__name__)
+
+LIVENESS_TTL = 15
+"""Seconds a participant's Redis liveness key lives; refreshed every loop."""
+
+
+class BaseModelRefused(TrustMeshError):
+    """The round's base model is missing or does not match its on-chain hash: skip this round."""
+
+
+@dataclass(frozen=True)
+class SubmittedRound:
+    round: int
+    update_hash: str
+    num_samples: int
+    train_seconds: float
+    inline: bool
+
+
+class Participant:
+    """One participant's loop over the rounds of one workflow."""
+
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        dataplane: DataPlane,
+        workflow_id: str,
+        partition: int,
+        codec: str = "f32",
+        poll_interval: float = 0.3,
+        wait: Callable[[float], object] = time.sleep,
+        transform: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.dataplane = dataplane
+        self.workflow_id = workflow_id
+        self.partition = partition
+        self.codec = codec
+        self.poll_interval = poll_interval
+        self.wait = wait
+        self.transform = transform  # tests use it to play a misbehaving participant
+        self._data: tuple[np.ndarray, np.ndarray] | None = None
+        self._done_rounds: set[int] = set()
+
+    def run(self, *, stop: Callable[[], bool] = lambda: False) -> list[SubmittedRound]:
+        """Submit to every open round until the workflow completes or ``stop()`` is true."""
+        submitted: list[SubmittedRound] = []
+        while not stop():
+            try:
+                self.dataplane.mark_alive(self.workflow_id, self.chain.public_key, LIVENESS_TTL)
+                workflow = self.chain.workflow(self.workflow_id)
+                if workflow is not None and workflow.status == "completed":
+                    return submitted
+                outcome = self.step(workflow) if workflow is not None else None
+                if outcome is not None:
+                    submitted.append(outcome)
+                    continue
+            except (LedgerError, TrustMeshError) as exc:
+                LOGGER.warning("participant %s: %s", self.partition, exc)
+            self.wait(self.poll_interval)
+        return submitted
+
+    def step(self, workflow: WorkflowRecord) -> SubmittedRound | None:
+        """Submit to the current round if it is open and this node has not submitted yet."""
+        if self.chain.public_key not in workflow.participants or not workflow.last_round:
+            return None
+        record = self.chain.round(self.workflow_id, workflow.last_round)
+        if record is None or record.status != "open" or record.round in self._done_rounds:
+            return None
+        index = self.chain.index(self.workflow_id, record.round)
+        if index is not None and self.chain.public_key in index.entries:
+            self._done_rounds.add(record.round)
+            return None
+        self._done_rounds.add(record.round)  # one attempt per round; a missed deadline waits for the next
+        try:
+            return self.submit(workflow, record)
+        except BaseModelRefused as exc:
+            LOGGER.error("round %s: %s", record.round, exc)
+            return None
+        except TransactionRejected as exc:
+            LOGGER.warning("round %s: submission refused: %s", record.round, exc)
+            return None
+
+    def base_model(self, workflow: WorkflowRecord, record: RoundRecord) -> dict[str, np.ndarray]:
+        """The round's base model, checked against the hash on the chain."""
+        blob = self.dataplane.get_model(self.workflow_id, record.base_model_hash)
+        if blob is None:
+            initial, digest = initial_model(workflow.spec.model)
+            blob = initial if digest == record.base_model_hash else None
+        if blob is None or model_hash(blob) != record.base_model_hash:
+            raise BaseModelRefused(f"base model {record.base_model_hash[:12]}… unavailable or tampered")
+        return decode_params(blob, spec_for_model(workflow.spec.model))
+
+    def local_data(self, workflow: WorkflowRecord) -> tuple[np.ndarray, np.ndarray]:
+        if self._data is None:
+            data = workflow.spec.data
+            self._data = client_partition(
+                data.dataset, data.partition, data.num_partitions, self.partition,
+                alpha=data.alpha if data.alpha is not None else 0.5,
+                shards_per_client=data.shards_per_node or 2,
+            )
+        return self._data
+
+    def submit(self, workflow: WorkflowRecord, record: RoundRecord) -> SubmittedRound:
+        spec, training = workflow.spec, workflow.spec.training
+        base = self.base_model(workflow, record)
+        x, y = self.local_data(workflow)
+        model = build_model(spec.model)
+        set_params(model, base)
+        result = train_local(
+            model, x, y, lr=training.lr, momentum=training.momentum, batch_size=training.batch_size,
+            epochs=training.local_epochs, seed=record.round * 100 + self.partition,
+            prox_mu=training.fedprox_mu, base_params=base,
+        )
+        _, accuracy = evaluate(model, x, y)
+        update = delta(get_params(model), base)
+        if self.transform is not None:
+            update = self.transform(update)
+        blob = encode_update(update, self.codec)
+        digest = update_hash(blob)
+        inline = len(blob) <= MAX_INLINE_UPDATE
+        if not inline:
+            self.dataplane.put_update_blob(self.workflow_id, record.schedule_id, digest, blob)
+        self.chain.submit_update(
+            workflow_id=self.workflow_id, round=record.round, schedule_id=record.schedule_id,
+            update_hash=digest, inline=blob if inline else None, num_samples=int(result.num_samples),
+            metrics={"accuracy": float(accuracy), "loss": float(result.loss)},
+        )
+        LOGGER.info("round %s: submitted %d samples (%s, %d bytes)", record.round, result.num_samples,
+                    "inline" if inline else "by reference", len(blob))
+        return SubmittedRound(record.round, digest, int(result.num_samples), result.seconds, inline)
