@@ -35,6 +35,7 @@ __all__ = [
     "SQSUM_LANES",
     "AggregationError",
     "Updates",
+    "SpecLike",
     "spec_entries",
     "stack_updates",
     "unstack",
@@ -65,6 +66,8 @@ _MIN_VALUES_PER_THREAD = 1 << 21  # below this much work a thread costs more tha
 
 Updates = np.ndarray | Sequence[np.ndarray]
 """A float32 matrix ``[n_updates, n_params]`` (any memory layout) or a sequence of flat float32 rows."""
+SpecLike = Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]]
+"""Ordered (name, shape) pairs: a ``params.ParamSpec``, a mapping name -> shape, or a list of pairs."""
 
 
 class AggregationError(TrustMeshError):
@@ -78,9 +81,7 @@ class AggregationError(TrustMeshError):
 # Gathering: named updates -> one preallocated matrix, and back
 
 
-def spec_entries(spec: Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]]) -> tuple[
-    tuple[str, tuple[int, ...]], ...
-]:
+def spec_entries(spec: SpecLike) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """The ordered (name, shape) pairs of a spec: a ParamSpec, a mapping or any iterable of pairs."""
     pairs = spec.items() if isinstance(spec, Mapping) else spec
     return tuple((str(name), tuple(int(d) for d in shape)) for name, shape in pairs)
@@ -95,7 +96,7 @@ def _offsets(entries: Sequence[tuple[str, tuple[int, ...]]]) -> list[int]:
 
 def stack_updates(
     updates: Sequence[Mapping[str, np.ndarray]],
-    spec: Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]],
+    spec: SpecLike,
     *,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -115,15 +116,13 @@ def stack_updates(
             raise AggregationError(f"an update has {len(update)} tensors, the spec {len(entries)}")
         for i, (name, tshape) in enumerate(entries):
             arr = update.get(name)
-            if arr is None or arr.shape != tshape:
-                raise AggregationError(f"{name}: missing or not of shape {tshape}")
+            if arr is None or arr.shape != tshape or arr.dtype != np.float32:
+                raise AggregationError(f"{name}: missing, not float32 or not of shape {tshape}")
             np.copyto(row[off[i] : off[i + 1]].reshape(tshape), arr, casting="no")
     return out
 
 
-def unstack(
-    vector: np.ndarray, spec: Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]]
-) -> dict[str, np.ndarray]:
+def unstack(vector: np.ndarray, spec: SpecLike) -> dict[str, np.ndarray]:
     """Named tensors as views of one flat float32 vector (the inverse of one stacked row)."""
     entries = spec_entries(spec)
     off = _offsets(entries)
@@ -234,7 +233,9 @@ def perffedavg_weights(
 # Weighted sums (FedAvg, PerfFedAvg, multi-Krum)
 
 
-def weighted_sum(updates: Updates, coefficients: Sequence[float] | np.ndarray, *, workers: int = 1) -> np.ndarray:
+def weighted_sum(
+    updates: Updates, coefficients: Sequence[float] | np.ndarray, *, workers: int = 1
+) -> np.ndarray:
     """Canonical ``sum_i c_i * x_i``: float64, in update order, no FMA, then one float32 cast."""
     rows = _rows(updates)
     coefs = [np.float64(c) for c in coefficients]
@@ -537,7 +538,9 @@ def yogi_server_step(
 # Applying the result
 
 
-def apply_aggregate(base: Mapping[str, np.ndarray], agg_delta: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def apply_aggregate(
+    base: Mapping[str, np.ndarray], agg_delta: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """The next model: ``base + agg_delta`` per tensor in float32 (a new dict; inputs untouched)."""
     if list(base) != list(agg_delta):
         raise AggregationError("aggregate and base model name different tensors")

@@ -7,13 +7,13 @@ codes, which the round's result records on-chain.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from trustmesh.fl.aggregate import AggregationError, spec_entries, sq_norm
+from trustmesh.fl.aggregate import AggregationError, SpecLike, spec_entries, sq_norm
 
 __all__ = [
     "ExclusionReason",
@@ -44,9 +44,6 @@ EXCLUSION_REASONS: tuple[ExclusionReason, ...] = (
     WRONG_SHAPE, NON_FINITE, NORM_BOUND, HASH_MISMATCH, BLOB_UNAVAILABLE, DUPLICATE,
 )
 
-Spec = Iterable[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]]
-
-
 def check_vector(vector: np.ndarray, *, norm_bound: float | None) -> ExclusionReason | None:
     """Check one flat float32 update: ``non_finite`` first, then ``norm_bound`` (None = no bound).
 
@@ -62,7 +59,7 @@ def check_vector(vector: np.ndarray, *, norm_bound: float | None) -> ExclusionRe
 
 def check_update(
     params: Mapping[str, np.ndarray],
-    spec: Spec,
+    spec: SpecLike,
     *,
     norm_bound: float | None,
     out: np.ndarray | None = None,
@@ -113,7 +110,7 @@ class Screening:
 def screen_submissions(
     entries: Iterable[tuple[str, Mapping[str, np.ndarray] | None, ExclusionReason | None]],
     *,
-    spec: Spec | None = None,
+    spec: SpecLike | None = None,
     norm_bound: float | None = None,
 ) -> Screening:
     """Split (signer, params or None, reason or None) entries into included and excluded.
