@@ -32,3 +32,16 @@ def test_history_queues_while_couchdb_is_down_and_catches_up(tmp_path, server):
         assert resumed.flush(30)
     assert [h.round for h in client.list_rounds("wf")] == [1, 2]
     assert client.get_model_attachment("wf", "f" * 128) == b"weights v2"
+
+
+def test_outbox_creates_databases_on_a_fresh_or_wiped_server(tmp_path):
+    with PouchServer(data_dir=tmp_path / "mem", in_memory=True) as server:
+        client = CouchHistory(server.url, timeout=2)
+        with HistoryOutbox(tmp_path / "o.sqlite", client, base_delay=0.05, max_delay=0.5) as outbox:
+            outbox.record_round(make_round("wf", 1))  # no ensure_databases() by the caller
+            assert outbox.flush(30)
+            server.restart()  # in memory: every database is gone
+            outbox.record_round(make_round("wf", 2))
+            assert outbox.flush(30)
+            assert outbox.dead_letters() == []
+        assert [h.round for h in client.list_rounds("wf")] == [2]

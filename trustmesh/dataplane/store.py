@@ -144,7 +144,7 @@ class RedisDataPlane:
             if self.client.set(key, data, nx=True, ex=ttl):
                 return True
             existing = self.client.get(key)
-            if existing is not None and sha512_hex(existing) == expected_hash:
+            if isinstance(existing, bytes) and sha512_hex(existing) == expected_hash:
                 return False
             # someone squatted the key with bytes that do not match: our verified bytes replace them
             log.warning("replacing a blob that does not match its hash at %s", key)
@@ -186,7 +186,7 @@ class RedisDataPlane:
         key = keys.federated_list_key(workflow_id, schedule_id, app_id)
         with mapped_errors("read submissions"):
             entries = self.client.lrange(key, 0, -1)
-        return _decode_records([bytes(e) for e in entries], key)  # type: ignore[union-attr]
+        return _decode_records([e for e in entries if isinstance(e, bytes)], key)  # type: ignore[union-attr]
 
     # ---------------------------------------------------------------- liveness and mirror
 
@@ -207,7 +207,8 @@ class RedisDataPlane:
         fields = _mirror_fields(status, expected_nodes, submitted_nodes, round_start_time, extra)
         if fields:
             with mapped_errors("write round mirror"):
-                self.client.hset(keys.federation_state_key(workflow_id, schedule_id), mapping=fields)
+                self.client.hset(keys.federation_state_key(workflow_id, schedule_id),
+                                 mapping=dict(fields))  # type: ignore[arg-type]
 
     def get_round_mirror(self, workflow_id: str, schedule_id: str) -> RoundMirror | None:
         with mapped_errors("read round mirror"):

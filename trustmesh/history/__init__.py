@@ -8,13 +8,19 @@ from trustmesh.history.documents import (
     ParticipantEntry,
     RoundHistory,
 )
-from trustmesh.history.errors import HistoryConflict, HistoryError, HistoryRejected, HistoryUnavailable
+from trustmesh.history.errors import (
+    HistoryConflict,
+    HistoryError,
+    HistoryNotFound,
+    HistoryRejected,
+    HistoryUnavailable,
+)
 from trustmesh.history.memory import MemoryHistory
 from trustmesh.history.ops import HistoryReader, HistoryWriter
 from trustmesh.history.outbox import HistoryOutbox
 
 __all__ = [
-    "DATABASES", "CouchHistory", "ExcludedSubmission", "HistoryConflict", "HistoryError", "HistoryOutbox",
-    "HistoryReader", "HistoryRejected", "HistoryUnavailable", "HistoryWriter", "MemoryHistory", "MissingNode",
-    "ModelVersion", "ParticipantEntry", "RoundHistory",
+    "DATABASES", "CouchHistory", "ExcludedSubmission", "HistoryConflict", "HistoryError", "HistoryNotFound",
+    "HistoryOutbox", "HistoryReader", "HistoryRejected", "HistoryUnavailable", "HistoryWriter", "MemoryHistory",
+    "MissingNode", "ModelVersion", "ParticipantEntry", "RoundHistory",
 ]

@@ -20,7 +20,7 @@ from ibmcloudant.cloudant_v1 import CloudantV1
 from trustmesh.errors import ConfigError
 from trustmesh.history.designs import DESIGN_DOCS
 from trustmesh.history.documents import DATABASES, RoundHistory, model_doc_id, round_doc_id
-from trustmesh.history.errors import HistoryConflict, HistoryUnavailable, mapped_errors
+from trustmesh.history.errors import HistoryConflict, HistoryNotFound, HistoryUnavailable, mapped_errors
 from trustmesh.history.ops import HistoryOp, OpWriter
 
 __all__ = ["CONFLICT_RETRIES", "DEFAULT_TIMEOUT", "CouchHistory", "split_credentials"]
@@ -68,6 +68,7 @@ class CouchHistory(OpWriter):
         self.service.set_enable_gzip_compression(False)
         self.service.set_default_headers({"Accept": "application/json"})
         self.service.set_http_config({"timeout": timeout})
+        self._ensured = False
 
     # ---------------------------------------------------------------- setup
 
@@ -84,6 +85,7 @@ class CouchHistory(OpWriter):
                             raise
             design = DESIGN_DOCS[db]
             self.put_doc(db, design["_id"], design)
+        self._ensured = True
 
     # ---------------------------------------------------------------- primitive reads and writes
 
@@ -167,7 +169,16 @@ class CouchHistory(OpWriter):
     # ---------------------------------------------------------------- HistoryStore / OpWriter
 
     def apply(self, op: HistoryOp) -> None:
-        """Apply one outbox operation now (idempotent)."""
+        """Apply one outbox operation now (idempotent); creates the databases first if needed."""
+        if not self._ensured:
+            self.ensure_databases()
+        try:
+            self._apply(op)
+        except HistoryNotFound:  # the server lost its databases (in-memory restart, wiped volume)
+            self.ensure_databases()
+            self._apply(op)
+
+    def _apply(self, op: HistoryOp) -> None:
         if op.kind == "doc":
             self.put_doc(op.db, op.doc_id, op.doc or {})
         elif op.kind == "attachment":

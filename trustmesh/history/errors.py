@@ -9,7 +9,10 @@ from ibm_cloud_sdk_core.api_exception import ApiException
 
 from trustmesh.errors import HistoryError
 
-__all__ = ["HistoryConflict", "HistoryError", "HistoryRejected", "HistoryUnavailable", "mapped_errors"]
+__all__ = [
+    "HistoryConflict", "HistoryError", "HistoryNotFound", "HistoryRejected", "HistoryUnavailable",
+    "mapped_errors",
+]
 
 
 class HistoryUnavailable(HistoryError):
@@ -25,6 +28,10 @@ class HistoryRejected(HistoryError):
     outbox moves the write to its dead-letter table and logs it."""
 
 
+class HistoryNotFound(HistoryRejected):
+    """A database or document does not exist (404). Writers create the databases and retry once."""
+
+
 @contextmanager
 def mapped_errors(action: str) -> Iterator[None]:
     """Turn ibmcloudant / requests errors raised inside into the history error tree."""
@@ -37,6 +44,8 @@ def mapped_errors(action: str) -> Iterator[None]:
             raise HistoryConflict(text) from exc
         if code in (0, 401, 403, 408, 429) or code >= 500:
             raise HistoryUnavailable(text) from exc
+        if code == 404:
+            raise HistoryNotFound(text) from exc
         raise HistoryRejected(text) from exc
     except (requests.RequestException, OSError) as exc:
         raise HistoryUnavailable(f"couchdb: {action}: {type(exc).__name__}: {exc}") from exc

@@ -140,6 +140,8 @@ class RedisServer:
 
     def admin_client(self, **kwargs: object) -> redis.Redis:
         """A redis-py client as the admin user (not a cluster client)."""
+        if self.port is None:
+            raise ServiceError("the Redis server has no port yet; call start() first")
         return redis.Redis(host=self.host, port=self.port, username=ADMIN_USER,
                            password=self.passwords[ADMIN_USER], socket_timeout=5, **kwargs)  # type: ignore[arg-type]
 
