@@ -17,9 +17,12 @@ nothing the sender declares: sizes come from the spec, the bytes must re-encode 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import warnings
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 import cbor2
@@ -126,8 +129,10 @@ def _encode_tensor(
     if codec == "f16":
         if x.size and float(np.abs(x).max()) > _F16_MAX:
             raise UpdateRejected(f"{name}: value beyond the float16 range; use f32")
-        h = x.astype("<f2")
-        return [name, shape, "<f2", h.tobytes()], h.astype(np.float32)
+        h = _to_half(x)
+        seen = np.empty(x.shape, dtype=np.float32)
+        _half_into(h, seen)
+        return [name, shape, "<f2", h.tobytes()], seen
     if codec == "int8":
         scale, q, seen = _int8(x)
         return [name, shape, "i1", scale, q.tobytes()], seen
@@ -181,8 +186,38 @@ def encode_params(params: Mapping[str, np.ndarray]) -> bytes:
 
 
 def _all_finite(arr: np.ndarray) -> bool:
-    """No NaN or inf, without allocating a mask (NaN propagates through min/max)."""
-    return bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
+    """No NaN or inf."""
+    return bool(np.isfinite(arr).all())
+
+
+@functools.cache
+def _torch() -> ModuleType | None:
+    """torch, when installed: its float16 conversions are ~10x faster than numpy's."""
+    try:
+        import torch
+    except ImportError:  # a process without torch falls back to numpy (same values, slower)
+        return None
+    return torch
+
+
+def _to_half(x: np.ndarray) -> np.ndarray:
+    """float32 -> little-endian float16, round to nearest even."""
+    torch = _torch()
+    if torch is None:
+        return x.astype("<f2")
+    src = x if x.flags.writeable else x.copy()
+    return torch.from_numpy(src).to(torch.float16).numpy().astype("<f2", copy=False)
+
+
+def _half_into(halves: np.ndarray, out: np.ndarray) -> None:
+    """Widen float16 values into a float32 slice (exact either way)."""
+    torch = _torch()
+    if torch is None or halves.dtype.byteorder == ">":
+        out[...] = halves
+        return
+    with warnings.catch_warnings():  # the source is read-only bytes; torch only reads it here
+        warnings.simplefilter("ignore", UserWarning)
+        torch.from_numpy(out).copy_(torch.from_numpy(halves))
 
 
 def max_envelope_bytes(spec: ParamSpec, codec: str = "f32") -> int:
@@ -271,9 +306,7 @@ def _entry(entry: object, name: str, shape: tuple[int, ...], size: int, codec: s
         return _copy_into(values)
     if codec == "f16":
         halves = np.frombuffer(_check_bytes(name, "data", entry[3], 2 * size), dtype="<f2")
-        if halves.size and not _all_finite(halves):
-            raise UpdateRejected(f"{name}: non-finite value")
-        return _copy_into(halves)
+        return lambda out: _half_into(halves, out)  # inf/NaN are caught on the widened values
     scale = _check_scale(name, entry[3])
     if codec == "int8":
         q = _check_q(name, _check_bytes(name, "data", entry[4], size))
