@@ -60,3 +60,36 @@ def accuracy_curves(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trustmesh.fl.plots``: print a partition's label table and write its heat map."""
+    import argparse
+
+    from trustmesh.fl.data import load_dataset
+    from trustmesh.fl.partition import SCHEMES, format_label_table, label_table, partition_indices
+
+    parser = argparse.ArgumentParser(prog="python -m trustmesh.fl.plots", description=main.__doc__)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--scheme", default="dirichlet", choices=SCHEMES)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--shards-per-client", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=None, help="default: W1's seed for the scheme")
+    parser.add_argument("--png", default=None, help="write the heat map here")
+    args = parser.parse_args(argv)
+    data = load_dataset(args.dataset)
+    labels = np.zeros(int(data.train_indices.max()) + 1, dtype=np.int64)
+    labels[data.train_indices] = data.y_train
+    parts = partition_indices(labels, data.train_indices, args.scheme, args.clients, alpha=args.alpha,
+                              shards_per_client=args.shards_per_client, seed=args.seed)
+    table = label_table(parts, labels, data.num_classes)
+    print(format_label_table(table))
+    if args.png:
+        label_heatmap(table, args.png, title=f"{args.dataset} {args.scheme}, {args.clients} participants")
+        print(f"heat map: {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
