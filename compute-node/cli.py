@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 from pathlib import Path
 
 from trustmesh.nodeargs import add_ledger_args, chain_from_args
 
 EVENT_POLL = 1.0
+FAULT_DELAY_ENV = "TRUSTMESH_FAULT_AGGREGATE_DELAY"
+"""Tests only: seconds a node waits between claiming the aggregate task and running it."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,10 +44,17 @@ def run(args: argparse.Namespace) -> int:
     waker = Waker(chain.client, args.workflow_ids[0] if len(args.workflow_ids) == 1 else None)
     node = ComputeNode(chain=chain, dataplane=RedisDataPlane(args.redis), workflow_ids=args.workflow_ids,
                        history=history, poll_interval=EVENT_POLL, wait=waker.wait,
-                       heartbeat_every=args.heartbeat_every)
+                       heartbeat_every=args.heartbeat_every,
+                       aggregate_delay=float(os.environ.get(FAULT_DELAY_ENV, "0") or 0))
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         node.run()
     finally:
         if history is not None:
             history.close()
     return 0
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    """Unwind normally on SIGTERM so the history outbox gets flushed and closed."""
+    sys.exit(0)

@@ -62,6 +62,7 @@ class ComputeNode:
         wait: Callable[[float], object] = time.sleep,
         heartbeat_every: float = HEARTBEAT_EVERY,
         on_result: Callable[[str, RoundRecord], None] | None = None,
+        aggregate_delay: float = 0.0,
     ) -> None:
         self.chain = chain
         self.dataplane = dataplane
@@ -71,6 +72,7 @@ class ComputeNode:
         self.wait = wait
         self.heartbeat_every = heartbeat_every
         self.on_result = on_result
+        self.aggregate_delay = aggregate_delay  # fault injection for tests: a window to kill the holder
         self._progress = _Progress()
         self._test_sets: dict[str, Any] = {}
 
@@ -179,7 +181,7 @@ class ComputeNode:
         records = self.dataplane.read_submissions(workflow.workflow_id, record.schedule_id, workflow.spec.app_id)
         return compute_result(
             workflow=workflow, round_record=record, index=index, base_model=base, records=records,
-            fetch_update=lambda h: self.dataplane.get_update_blob(workflow.workflow_id, record.schedule_id, h),
+            fetch_update=lambda h: self.dataplane.fetch_update_blob(workflow.workflow_id, record.schedule_id, h),
             optimizer_state=state,
         )
 
@@ -191,6 +193,8 @@ class ComputeNode:
         return blob
 
     def _aggregate(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        if self.aggregate_delay:
+            time.sleep(self.aggregate_delay)
         started = time.time()
         result = self._recompute(workflow, record)
         self.dataplane.put_model(workflow.workflow_id, result.model_hash, result.model_bytes)

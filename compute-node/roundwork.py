@@ -17,6 +17,7 @@ import numpy as np
 
 from trustmesh.contracts.records import RoundRecord, SubmissionIndex, WorkflowRecord
 from trustmesh.dataplane.records import SubmissionRecord, sha512_hex
+from trustmesh.dataplane.store import Blob
 from trustmesh.errors import UpdateRejected
 from trustmesh.fl.aggregate import apply_aggregate
 from trustmesh.fl.codecs import decode_params, decode_update, encode_params, max_envelope_bytes, model_hash
@@ -24,8 +25,8 @@ from trustmesh.fl.params import Params, ParamSpec, spec_for_model
 from trustmesh.fl.strategies import ServerOptState, get_strategy
 from trustmesh.fl.validate import screen_submissions
 
-BlobFetch = Callable[[str], bytes | None]
-"""Fetch an update blob by its hash (None when it is not available)."""
+BlobFetch = Callable[[str], Blob]
+"""Fetch an update blob by its hash: its bytes when they hash right, else the reason why not."""
 
 ACCURACY_METRIC = "accuracy"
 """The submission metric PerfFedAvg weighs (a participant's local validation accuracy)."""
@@ -58,9 +59,10 @@ def _blob_for(signer: str, update_hash: str, inline: bool, records: dict[str, Su
             return None, "blob_unavailable"
         blob = record.inline
     else:
-        blob = fetch(update_hash)
-        if blob is None:
-            return None, "blob_unavailable"
+        fetched = fetch(update_hash)
+        if fetched.data is None:
+            return None, fetched.reason
+        blob = fetched.data
     if sha512_hex(blob) != update_hash:
         return None, "hash_mismatch"
     return blob, None

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             stack.spawn_participant(participant_name(i), workflow_id, i, codec=args.codec)
         session = RunSession(stack=stack, workflow_id=workflow_id, plan=plan, run_dir=run_dir)
         outcome = session.follow(timeout=args.timeout)
+        session.wait_for_nodes()
         session.write_outputs()
         if args.keep_running:
             print("services keep running; Ctrl-C stops them")

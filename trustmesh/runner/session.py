@@ -84,6 +84,12 @@ class RunSession:
                 time.sleep(self.poll)
         raise TrustMeshError(f"the run did not finish within {timeout:g}s (see {self.run_dir}/logs)")
 
+    def wait_for_nodes(self, timeout: float = 30.0) -> None:
+        """Let the nodes finish by themselves (compute nodes flush their history outbox on exit)."""
+        deadline = time.monotonic() + timeout
+        for child in self.stack.nodes.values():
+            child.wait(max(0.1, deadline - time.monotonic()))
+
     def write_outputs(self) -> None:
         rows = [self.rows[r] for r in sorted(self.rows)]
         json_path, csv_path = write_tables(rows, self.run_dir)

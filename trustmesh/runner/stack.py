@@ -103,19 +103,20 @@ class LocalStack:
             self.keys[name] = NodeKey(name, private, public)
         return self.keys[name]
 
-    def _spawn(self, name: str, argv: list[str]) -> Child:
-        child = self.group.spawn(name, argv, log_path=self.run_dir / "logs" / f"{name}.log")
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        child = self.group.spawn(name, argv, env=env, log_path=self.run_dir / "logs" / f"{name}.log")
         self.nodes[name] = child
         return child
 
-    def spawn_compute(self, name: str, workflow_id: str, *, heartbeat_every: float = 1.0) -> Child:
+    def spawn_compute(self, name: str, workflow_id: str, *, heartbeat_every: float = 1.0,
+                      env: dict[str, str] | None = None) -> Child:
         argv = ["compute", "--url", self.ledger_url, "--key", str(self.key(name).private_path),
                 "--redis", self.redis_for("compute"), "--workflow-id", workflow_id,
                 "--heartbeat-every", str(heartbeat_every)]
         if self.history_url:
             argv += ["--couchdb", self.history_url,
                      "--outbox", str(self.run_dir / "outbox" / f"{name}.sqlite")]
-        return self._spawn(name, trustmesh_argv(*argv))
+        return self._spawn(name, trustmesh_argv(*argv), env=env)
 
     def spawn_coordinator(self, name: str, workflow_file: Path) -> Child:
         return self._spawn(name, trustmesh_argv(
