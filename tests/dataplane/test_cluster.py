@@ -1,8 +1,7 @@
 """The same append and reads on a real 3-master Redis Cluster on loopback, through role users."""
 import pytest
-import redis
 
-from trustmesh.dataplane import RedisDataPlane, SubmissionRecord, keys, sha512_hex
+from trustmesh.dataplane import RedisDataPlane, SubmissionRecord, connect, keys, sha512_hex
 from trustmesh.services import RedisCluster
 
 APP = "mnist"
@@ -16,7 +15,7 @@ def cluster(tmp_path_factory):
 
 
 def test_cluster_has_three_masters_covering_all_slots(cluster):
-    client = redis.RedisCluster.from_url(cluster.url)
+    client = connect(cluster.url)
     masters = [n for n in client.get_primaries()]
     assert len(masters) == 3
     info = client.cluster_info()
@@ -26,9 +25,10 @@ def test_cluster_has_three_masters_covering_all_slots(cluster):
 
 @pytest.mark.parametrize("wf", ["wf-a", "wf-b", "wf-c", "wf-d"])  # rounds land on different masters
 def test_append_and_reads_work_unchanged(cluster, wf):
-    tps = RedisDataPlane(cluster.url_for("tps"), cluster=True)
-    compute = RedisDataPlane("redis+cluster://" + cluster.url_for("compute").split("://", 1)[1])
-    participant = RedisDataPlane(cluster.url_for("participant"), cluster=True)
+    tps = RedisDataPlane(cluster.url_for("tps"))  # the redis+cluster:// scheme says "cluster"
+    compute = RedisDataPlane(cluster.url_for("compute"))
+    participant = RedisDataPlane(cluster.url_for("participant").replace("redis+cluster://", "redis://"),
+                                 cluster=True)
     for i in range(3):
         update = f"update {i}".encode()
         participant.put_update_blob(wf, "s1", sha512_hex(update), update)
@@ -49,7 +49,7 @@ def test_append_and_reads_work_unchanged(cluster, wf):
 def test_script_reloads_after_script_flush(cluster):
     for node in cluster.nodes:
         node.admin_client().script_flush()
-    admin = redis.RedisCluster.from_url(cluster.url)
+    admin = connect(cluster.url)
     tps = RedisDataPlane(cluster.url_for("tps"), cluster=True)
     record = SubmissionRecord(signer=PK[0], update_hash="00" * 64, num_samples=1, txn_id="x").encode()
     assert tps.append_submission("wf-flush", "s1", APP, "x", record, 1, 1).new

@@ -7,6 +7,7 @@ from trustmesh.dataplane import (
     BlobHashMismatch,
     DataPlane,
     DataPlaneError,
+    MemoryDataPlane,
     RedisDataPlane,
     SubmissionRecord,
     keys,
@@ -141,3 +142,21 @@ def test_unreachable_redis_is_a_data_plane_error(wf):
     plane = RedisDataPlane(f"redis://nobody:x@127.0.0.1:{free_port()}/0", timeout=1)
     with pytest.raises(DataPlaneError):
         plane.get_model(wf, "ab" * 64)
+
+
+def test_heartbeats_expire_with_their_ttl(wf):
+    now = [1000.0]
+    plane = MemoryDataPlane(clock=lambda: now[0])
+    plane.mark_alive(wf, PK[0], ttl=10)
+    plane.mark_alive(wf, PK[1], ttl=30)
+    now[0] += 11
+    assert plane.alive_nodes(wf) == {PK[1]}
+
+
+def test_redis_heartbeat_and_blob_ttl_are_set(redis_server, wf):
+    plane = RedisDataPlane(redis_server.url)
+    plane.mark_alive(wf, PK[0], ttl=30)
+    assert 0 < plane.client.ttl(keys.heartbeat_key(wf, PK[0])) <= 30
+    plane.put_update_blob(wf, "s1", sha512_hex(b"x"), b"x", ttl=600)
+    assert 0 < plane.client.ttl(keys.update_key(wf, "s1", sha512_hex(b"x"))) <= 600
+    plane.close()

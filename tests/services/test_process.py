@@ -59,3 +59,22 @@ def test_env_and_log_path(tmp_path):
 def test_missing_binary_is_a_service_error(tmp_path):
     with pytest.raises(ServiceError, match="cannot start"):
         spawn("nothing", [str(tmp_path / "no-such-binary")])
+
+
+def test_wait_for_log_sees_a_readiness_line(tmp_path):
+    with ProcessGroup() as group:
+        child = group.spawn("talker", [sys.executable, "-c",
+                                       "import time; print('listening on 1234', flush=True); time.sleep(60)"],
+                            log_path=tmp_path / "talker.log")
+        assert child.wait_for_log("listening on", timeout=30)
+        quitter = group.spawn("quitter", [sys.executable, "-c", "pass"], log_path=tmp_path / "q.log")
+        assert not quitter.wait_for_log("never printed", timeout=30)
+
+
+def test_servers_started_with_a_group_are_stopped_by_it(tmp_path):
+    from trustmesh.services import RedisServer
+
+    with ProcessGroup() as group:
+        server = RedisServer(data_dir=tmp_path / "r", group=group).start()
+        assert group.children == [server.child] and server.alive
+    assert not server.alive

@@ -16,7 +16,7 @@ import requests
 
 from trustmesh.net import free_port
 from trustmesh.services.errors import ServiceError
-from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, spawn
+from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, ProcessGroup, spawn
 
 __all__ = ["POUCHDB_BIN", "READY_TIMEOUT", "PouchServer", "pouchdb_binary", "repo_root"]
 
@@ -43,12 +43,13 @@ class PouchServer:
 
     def __init__(self, *, data_dir: str | Path, port: int | None = None,
                  admin: tuple[str, str] | None = None, in_memory: bool = False,
-                 ready_timeout: float = READY_TIMEOUT) -> None:
+                 ready_timeout: float = READY_TIMEOUT, group: ProcessGroup | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.admin = admin or ("admin", secrets.token_hex(16))
         self.in_memory = in_memory
         self.ready_timeout = ready_timeout
+        self.group = group
         self._child: Child | None = None
 
     @property
@@ -71,6 +72,11 @@ class PouchServer:
     @property
     def fauxton_url(self) -> str:
         return f"{self.base_url}/_utils"
+
+    @property
+    def child(self) -> Child | None:
+        """The running child process (None before start)."""
+        return self._child
 
     @property
     def pid(self) -> int | None:
@@ -116,7 +122,7 @@ class PouchServer:
             db_dir = self.data_dir / "db"
             db_dir.mkdir(parents=True, exist_ok=True)
             argv += ["--dir", str(db_dir)]
-        self._child = spawn(f"pouchdb:{self.port}", argv, log_path=self.log_path, cwd=self.data_dir)
+        self._child = (self.group.spawn if self.group else spawn)(f"pouchdb:{self.port}", argv, log_path=self.log_path, cwd=self.data_dir)
         if not self._wait_ready():
             self._child.kill()
             raise ServiceError(f"PouchDB Server on port {self.port} did not become ready:\n"

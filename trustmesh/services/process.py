@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -92,6 +93,18 @@ class Child:
             except ProcessLookupError:
                 pass
         return self.wait(DEFAULT_STOP_TIMEOUT)
+
+    def wait_for_log(self, text: str, *, timeout: float = 30.0) -> bool:
+        """Wait until ``text`` appears in the child's log (a readiness line); False on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path is not None and self.log_path.exists() and text in self.log_path.read_text(
+                    errors="replace"):
+                return True
+            if not self.alive:
+                return False
+            time.sleep(0.05)
+        return False
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the child's log, for error messages."""

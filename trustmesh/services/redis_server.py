@@ -18,7 +18,7 @@ import redis
 
 from trustmesh.net import free_port
 from trustmesh.services.errors import ServiceError
-from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, spawn
+from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, ProcessGroup, spawn
 from trustmesh.services.redis_acl import ADMIN_USER, ROLE_RULES, acl_line
 
 __all__ = ["READY_TIMEOUT", "RedisCluster", "RedisServer"]
@@ -47,9 +47,11 @@ class RedisServer:
     def __init__(self, *, data_dir: str | Path, port: int | None = None,
                  acl_users: Mapping[str, str] | None = None, appendonly: bool = True,
                  appendfsync: str = "everysec", cluster_port: int | None = None,
-                 admin_password: str | None = None, ready_timeout: float = READY_TIMEOUT) -> None:
+                 admin_password: str | None = None, ready_timeout: float = READY_TIMEOUT,
+                 group: ProcessGroup | None = None) -> None:
         """``acl_users`` maps role (tps, compute, participant, coordinator) to password; missing
-        roles get a random password. ``cluster_port`` turns on cluster mode with that bus port."""
+        roles get a random password. ``cluster_port`` turns on cluster mode with that bus port.
+        With ``group`` the child is also registered there, so the group's shutdown stops it."""
         if port == _RESERVED_PORT:
             raise ServiceError("port 6379 is reserved for someone else's Redis; pick another")
         unknown = set(acl_users or {}) - set(ROLE_RULES)
@@ -61,6 +63,7 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.cluster_port = cluster_port
         self.ready_timeout = ready_timeout
+        self.group = group
         self.passwords: dict[str, str] = {role: secrets.token_hex(16) for role in ROLE_RULES}
         self.passwords.update(acl_users or {})
         self.passwords[ADMIN_USER] = admin_password or secrets.token_hex(16)
@@ -88,6 +91,11 @@ class RedisServer:
     def urls(self) -> dict[str, str]:
         """Every role's URL, admin included."""
         return {role: self.url_for(role) for role in self.passwords}
+
+    @property
+    def child(self) -> Child | None:
+        """The running child process (None before start)."""
+        return self._child
 
     @property
     def pid(self) -> int | None:
@@ -154,7 +162,7 @@ class RedisServer:
             if self.port is None:
                 self.port = _pick_port()
             conf = self._write_files()
-            self._child = spawn(f"redis:{self.port}", [_redis_binary("redis-server"), str(conf)],
+            self._child = (self.group.spawn if self.group else spawn)(f"redis:{self.port}", [_redis_binary("redis-server"), str(conf)],
                                 log_path=self.data_dir / "redis.stdout", cwd=self.data_dir)
             if self._wait_ready():
                 return self
@@ -212,7 +220,8 @@ class RedisCluster:
     """A Redis Cluster of ``masters`` nodes on loopback (no replicas), each with its own bus port."""
 
     def __init__(self, *, data_dir: str | Path, masters: int = 3,
-                 acl_users: Mapping[str, str] | None = None, ready_timeout: float = 60.0) -> None:
+                 acl_users: Mapping[str, str] | None = None, ready_timeout: float = 60.0,
+                 group: ProcessGroup | None = None) -> None:
         if masters < 3:
             raise ServiceError("a Redis Cluster needs at least 3 masters")
         self.data_dir = Path(data_dir).resolve()
@@ -222,17 +231,18 @@ class RedisCluster:
         passwords.update(acl_users or {})
         self.nodes = [
             RedisServer(data_dir=self.data_dir / f"node-{i}", acl_users=passwords,
-                        admin_password=admin_password, cluster_port=_pick_port())
+                        admin_password=admin_password, cluster_port=_pick_port(), group=group)
             for i in range(masters)
         ]
 
     @property
     def url(self) -> str:
-        """The admin URL of the first node (a cluster client discovers the others)."""
-        return self.nodes[0].url
+        """``redis+cluster://admin:…@127.0.0.1:port/0`` of the first node; the client finds the rest."""
+        return self.url_for(ADMIN_USER)
 
     def url_for(self, role: str) -> str:
-        return self.nodes[0].url_for(role)
+        """A role's URL with the ``redis+cluster://`` scheme that ``dataplane.connect`` understands."""
+        return "redis+cluster://" + self.nodes[0].url_for(role).split("://", 1)[1]
 
     def startup_nodes(self) -> list[tuple[str, int]]:
         return [(node.host, int(node.port or 0)) for node in self.nodes]
