@@ -214,7 +214,7 @@ def test_median_never_returns_negative_zero():
     assert bits(agg.coordinate_median(m)) == bits(np.zeros(1, np.float32))
 
 
-def test_sq_sums_match_slow_reference():
+def test_sq_sums_match_slow_reference(monkeypatch):
     m = rand_matrix(4, 2 * agg.SQSUM_LANES + 77, seed=7)
     rows = m.tolist()
     assert agg.sq_norm(m[1]) == ref_sqsum(rows[1])
@@ -223,6 +223,10 @@ def test_sq_sums_match_slow_reference():
         for j in range(4):
             diff = [a - b for a, b in zip(rows[i], rows[j], strict=True)]
             assert d[i, j] == (0.0 if i == j else ref_sqsum(diff))
+    # lanes held for one first index at a time (several passes), on two threads: the same bytes
+    monkeypatch.setattr(agg, "_DIST_LANE_BYTES", 4 * agg.SQSUM_LANES * 8)
+    monkeypatch.setattr(agg, "_MIN_VALUES_PER_THREAD", 1)
+    assert bits(agg.pairwise_sq_distances(m, workers=2)) == bits(d)
 
 
 def test_server_steps_match_slow_reference():

@@ -63,6 +63,7 @@ _SUM_BLOCK = 16384  # columns per block for weighted sums: 128 KiB of float64, s
 _SORT_BLOCK = 4096  # columns per block for order statistics
 _DIST_BLOCK = SQSUM_LANES  # columns per block for pairwise distances (must be a multiple of the lanes)
 _MIN_VALUES_PER_THREAD = 1 << 21  # below this much work a thread costs more than it saves
+_DIST_LANE_BYTES = 128 << 20  # lane memory Krum distances may hold at once
 
 Updates = np.ndarray | Sequence[np.ndarray]
 """A float32 matrix ``[n_updates, n_params]`` (any memory layout) or a sequence of flat float32 rows."""
@@ -382,42 +383,48 @@ def pairwise_sq_distances(updates: Updates, *, workers: int = 1) -> np.ndarray:
     """Canonical squared Euclidean distances ``[n, n]`` (float64, symmetric, zero diagonal).
 
     Each block of ``SQSUM_LANES`` columns is one lane row, so a pair's lanes see their squares in
-    increasing column order. Threads split the pairs by first index, never a pair's columns.
+    increasing column order. Threads split the pairs by first index, never a pair's columns. The
+    lanes of at most ``_DIST_LANE_BYTES`` are held at once; more first indices take more passes.
     """
     rows = _rows(updates)
     n, size = len(rows), rows[0].size
-    lanes = np.zeros((n, n, SQSUM_LANES), dtype=np.float64)
+    dist = np.zeros((n, n), dtype=np.float64)
+    if n < 2:
+        return dist
+    group = max(1, min(n - 1, _DIST_LANE_BYTES // (n * SQSUM_LANES * 8)))
+    threads = max(1, min(_threads(workers, size * n * (n - 1) // 2), group))
     chunk = np.empty((n, _DIST_BLOCK), dtype=np.float64)
-    threads = max(1, min(_threads(workers, size * n * (n - 1) // 2), n - 1))
-    firsts = [list(range(t, n - 1, threads)) for t in range(threads)]
     diffs = [np.empty((n, _DIST_BLOCK), dtype=np.float64) for _ in range(threads)]
-
-    def pairs_of(t: int, c: int) -> None:
-        for i in firsts[t]:
-            d = diffs[t][: n - i - 1, :c]
-            np.subtract(chunk[i + 1 :, :c], chunk[i, :c], out=d)
-            np.multiply(d, d, out=d)
-            li = lanes[i, i + 1 :, :c]
-            np.add(li, d, out=li)
-
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     try:
-        for s, e in _blocks(size, _DIST_BLOCK):
-            c = e - s
-            for j, row in enumerate(rows):
-                chunk[j, :c] = row[s:e]
-            if pool is None:
-                pairs_of(0, c)
-            else:
-                list(pool.map(pairs_of, range(threads), [c] * threads))
+        for g0 in range(0, n - 1, group):
+            firsts = range(g0, min(g0 + group, n - 1))
+            lanes = np.zeros((len(firsts), n, SQSUM_LANES), dtype=np.float64)
+            mine = [list(firsts[t::threads]) for t in range(threads)]
+
+            def pairs_of(t: int, c: int, g0: int = g0, lanes: np.ndarray = lanes, mine: list = mine) -> None:
+                for i in mine[t]:
+                    d = diffs[t][: n - i - 1, :c]
+                    np.subtract(chunk[i + 1 :, :c], chunk[i, :c], out=d)
+                    np.multiply(d, d, out=d)
+                    li = lanes[i - g0, i + 1 :, :c]
+                    np.add(li, d, out=li)
+
+            for s, e in _blocks(size, _DIST_BLOCK):
+                c = e - s
+                for j in range(g0, n):
+                    chunk[j, :c] = rows[j][s:e]
+                if pool is None:
+                    pairs_of(0, c)
+                else:
+                    list(pool.map(pairs_of, range(threads), [c] * threads))
+            folded = _fold_lanes(lanes)
+            for i in firsts:
+                dist[i, i + 1 :] = folded[i - g0, i + 1 :]
+                dist[i + 1 :, i] = folded[i - g0, i + 1 :]
     finally:
         if pool is not None:
             pool.shutdown()
-    upper = _fold_lanes(lanes)
-    iu = np.triu_indices(n, 1)
-    dist = np.zeros((n, n), dtype=np.float64)
-    dist[iu] = upper[iu]
-    dist[(iu[1], iu[0])] = upper[iu]
     return dist
 
 
