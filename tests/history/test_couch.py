@@ -3,7 +3,7 @@ import threading
 
 import pytest
 import requests
-from conftest import PK, make_round
+from history_builders import PK, make_round
 
 from trustmesh.history import DATABASES, CouchHistory, HistoryUnavailable, ModelVersion
 from trustmesh.net import free_port

@@ -1,7 +1,7 @@
 """Round documents and participation records, pure: shapes, reasons, JSON safety."""
 import json
 
-from conftest import PK, make_round
+from history_builders import PK, make_round
 
 from trustmesh.history import RoundHistory
 from trustmesh.history.documents import participation_docs

@@ -1,6 +1,6 @@
 """HistoryOutbox over the in-memory fake: queues while away, replays in order, resumes after restart."""
 import pytest
-from conftest import PK, make_round
+from history_builders import PK, make_round
 
 from trustmesh.history import HistoryOutbox, HistoryRejected, MemoryHistory, ModelVersion
 

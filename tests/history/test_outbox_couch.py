@@ -1,6 +1,6 @@
 """The outbox against a real PouchDB Server that is stopped mid-run and started again."""
 import pytest
-from conftest import make_round
+from history_builders import make_round
 
 from trustmesh.history import CouchHistory, HistoryOutbox, ModelVersion
 from trustmesh.services import PouchServer

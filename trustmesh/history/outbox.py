@@ -124,6 +124,13 @@ class HistoryOutbox(OpWriter):
         return None if row is None else (int(row[0]), str(row[1]), row[2], int(row[3]))
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except sqlite3.ProgrammingError:
+            if not self._stop.is_set():  # the file was closed under us while stopping: nothing lost
+                raise
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()  # a wake-up set from here on is seen by the waits below
             head = self._head()
@@ -187,6 +194,9 @@ class HistoryOutbox(OpWriter):
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # stuck in a slow HTTP call: it exits after it; keep the file open
+                log.warning("history outbox: replay thread still busy after %.0f s; leaving it", timeout)
+                return
         with self._lock:
             self._db.close()
 

@@ -111,23 +111,30 @@ class PouchServer:
         if self.alive:
             return self
         binary = pouchdb_binary()
-        if self.port is None:
-            self.port = free_port()
-        config = self._write_config()
-        argv = [str(binary), "--port", str(self.port), "--host", self.host, "--config", str(config),
-                "--no-stdout-logs", "--no-color"]
-        if self.in_memory:
-            argv.append("--in-memory")
-        else:
-            db_dir = self.data_dir / "db"
-            db_dir.mkdir(parents=True, exist_ok=True)
-            argv += ["--dir", str(db_dir)]
-        self._child = (self.group.spawn if self.group else spawn)(f"pouchdb:{self.port}", argv, log_path=self.log_path, cwd=self.data_dir)
-        if not self._wait_ready():
-            self._child.kill()
-            raise ServiceError(f"PouchDB Server on port {self.port} did not become ready:\n"
-                               f"{self._child.log_tail()}")
-        return self
+        chosen_here = self.port is None
+        for _attempt in range(3):
+            if self.port is None:
+                self.port = free_port()
+            config = self._write_config()
+            argv = [str(binary), "--port", str(self.port), "--host", self.host, "--config", str(config),
+                    "--no-stdout-logs", "--no-color"]
+            if self.in_memory:
+                argv.append("--in-memory")
+            else:
+                db_dir = self.data_dir / "db"
+                db_dir.mkdir(parents=True, exist_ok=True)
+                argv += ["--dir", str(db_dir)]
+            child = (self.group.spawn if self.group else spawn)(f"pouchdb:{self.port}", argv,
+                                                                 log_path=self.log_path, cwd=self.data_dir)
+            self._child = child
+            if self._wait_ready():
+                return self
+            child.kill()
+            if not (chosen_here and "EADDRINUSE" in child.log_tail(50)):
+                break
+            self.port = None  # someone took the port between free_port() and listen(): try another
+        raise ServiceError(f"PouchDB Server on port {self.port} did not become ready:\n"
+                           f"{self._child.log_tail() if self._child else ''}")
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + self.ready_timeout

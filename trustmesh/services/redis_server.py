@@ -35,10 +35,17 @@ def _redis_binary(name: str) -> str:
 
 
 def _pick_port() -> int:
-    while True:
+    return _pick_ports(1)[0]
+
+
+def _pick_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (never 6379): a cluster needs a data and a bus port per node."""
+    ports: list[int] = []
+    while len(ports) < count:
         port = free_port()
-        if port != _RESERVED_PORT:
-            return port
+        if port != _RESERVED_PORT and port not in ports:
+            ports.append(port)
+    return ports
 
 
 class RedisServer:
@@ -229,9 +236,10 @@ class RedisCluster:
         admin_password = secrets.token_hex(16)
         passwords = {role: secrets.token_hex(16) for role in ROLE_RULES}
         passwords.update(acl_users or {})
+        ports = _pick_ports(2 * masters)
         self.nodes = [
-            RedisServer(data_dir=self.data_dir / f"node-{i}", acl_users=passwords,
-                        admin_password=admin_password, cluster_port=_pick_port(), group=group)
+            RedisServer(data_dir=self.data_dir / f"node-{i}", port=ports[2 * i], acl_users=passwords,
+                        admin_password=admin_password, cluster_port=ports[2 * i + 1], group=group)
             for i in range(masters)
         ]
 
