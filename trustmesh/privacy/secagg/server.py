@@ -1,6 +1,7 @@
 """The aggregator's side: sum masked inputs mod 2^32, rebuild and check the secrets, strip the masks."""
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping
 
 import numpy as np
@@ -26,6 +27,7 @@ class Server:
         if not self.members <= frozenset(roster):
             raise SecAggFailed("members must lie within the roster")
         self._indices = share_indices(roster)
+        self.phase_seconds: dict[str, float] = {}  # CPU seconds of the last unmask, by step (for bench/)
 
     def unmask(self, masked_inputs: Mapping[str, np.ndarray], reveals: Mapping[str, Reveal]) -> np.ndarray:
         """The float32 sum of the survivors' inputs; survivors are exactly the keys of ``masked_inputs``."""
@@ -43,14 +45,19 @@ class Server:
             raise SecAggFailed("masked inputs differ in length")
         length = lengths.pop()
 
+        clock = time.process_time()
         total = np.zeros(length, dtype=np.uint32)
         for pid in sorted(survivors):
             total += np.asarray(masked_inputs[pid], dtype=np.uint32)
+        self.phase_seconds = {"sum": time.process_time() - clock}
+        clock = time.process_time()
         for pid in sorted(survivors):
             seed = shamir.combine(self._shares(reveals, pid, kind="seed"))
             if crypto.commit(seed) != self.roster[pid].seed_commitment:
                 raise SecAggFailed(f"recovered self-mask seed of {pid!r} does not match its commitment")
             total -= crypto.expand_mask(seed, length)
+        self.phase_seconds["self_masks"] = time.process_time() - clock
+        clock = time.process_time()
         for gone in sorted(dropped):
             raw = shamir.combine(self._shares(reveals, gone, kind="key"))
             mask_key = crypto.private_from_bytes(raw)
@@ -60,6 +67,7 @@ class Server:
                 # pid added the mask with pid's sign; the same mask seen from `gone` has the opposite sign.
                 total += pairwise_mask(mask_key, self.roster[pid].mask_public, round_id=self.round_id,
                                        me=gone, peer=pid, length=length)
+        self.phase_seconds["dropout_recovery"] = time.process_time() - clock
         return self.quantizer.decode(total).astype(np.float32)
 
     def _shares(self, reveals: Mapping[str, Reveal], owner: str, *, kind: str) -> list[Share]:
