@@ -160,3 +160,17 @@ def test_redis_heartbeat_and_blob_ttl_are_set(redis_server, wf):
     plane.put_update_blob(wf, "s1", sha512_hex(b"x"), b"x", ttl=600)
     assert 0 < plane.client.ttl(keys.update_key(wf, "s1", sha512_hex(b"x"))) <= 600
     plane.close()
+
+
+def test_the_append_runs_by_evalsha_after_one_load(redis_server, wf):
+    admin = RedisDataPlane(redis_server.url).client
+    admin.config_resetstat()
+    admin.script_flush()
+    tps = RedisDataPlane(redis_server.url_for("tps"))
+    for i in range(5):
+        tps.append_submission(wf, "s1", APP, f"t{i}", rec(i, f"t{i}"), 5, i)
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 6  # one NOSCRIPT miss, then five hits
+    assert stats["cmdstat_script|load"]["calls"] == 1
+    assert "cmdstat_eval" not in stats
+    tps.close()
