@@ -9,6 +9,8 @@ For tests and the throughput benchmark. A payload is UTF-8 commands separated by
 - ``set-addr ADDRESS V`` / ``get-addr ADDRESS`` — raw access to any address (to probe authorization)
 - ``event TYPE [k=v ...]`` — add an event; ``receipt TEXT`` — add receipt data
 - ``sleep S`` — pause S seconds inside ``apply``
+- ``stall PATH S`` — unless file PATH exists: create it (an off-chain sign, for tests, that a TP is
+  inside ``apply``) and pause S seconds
 - ``fail [MESSAGE]`` — InvalidTransaction; ``internal`` — InternalError the first time this
   process sees the transaction, then go on with the remaining commands
 
@@ -22,6 +24,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from sawtooth_sdk.processor.core import TransactionProcessor
@@ -99,6 +102,11 @@ class KvHandler(TransactionHandler):  # type: ignore[misc]
             ctx.add_receipt_data(" ".join(args).encode())  # type: ignore[attr-defined]
         elif verb == "sleep" and len(args) == 1:
             time.sleep(float(args[0]))
+        elif verb == "stall" and len(args) == 2:
+            marker = Path(args[0])
+            if not marker.exists():
+                marker.touch()
+                time.sleep(float(args[1]))
         elif verb == "fail":
             raise InvalidTransaction(" ".join(args) or "requested failure")
         elif verb == "internal":

@@ -34,11 +34,12 @@ class Processor:
     in_flight: set[str] = field(default_factory=set)  # correlation ids of process requests
     last_seen: float = field(default_factory=time.monotonic)
     ping_sent: float | None = None
+    suspended: bool = False  # missed a ping: gets no work until it answers again
     processed: int = 0
 
     @property
     def has_room(self) -> bool:
-        return len(self.in_flight) < self.max_occupancy
+        return not self.suspended and len(self.in_flight) < self.max_occupancy
 
     @property
     def raw_headers(self) -> bool:

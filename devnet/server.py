@@ -241,14 +241,30 @@ class Devnet:
         self._dirty = True
 
     def _ping_processors(self, now: float) -> None:
+        """Ping every TP; one that leaves a ping unanswered too long gets no work until it answers."""
         self._next_ping = now + self._ping_interval
         for processor in self._registry.all():
-            if processor.ping_sent is not None and now - processor.ping_sent > self._ping_timeout:
-                self._drop_processor(processor, f"did not answer a ping within {self._ping_timeout:g}s")
-                continue
             if processor.ping_sent is None:
                 processor.ping_sent = now
                 self._notify(processor.identity, Message.PING_REQUEST, PingRequest().SerializeToString())
+            elif not processor.suspended and now - processor.ping_sent > self._ping_timeout:
+                LOGGER.warning(
+                    "transaction processor %s did not answer a ping within %gs; its transactions go elsewhere",
+                    processor.identity.hex()[:12], self._ping_timeout,
+                )
+                processor.suspended = True
+                self.executor.processor_gone(processor)
+                self._dirty = True
+
+    def _heard_from(self, identity: bytes) -> None:
+        processor = self._registry.get(identity)
+        if processor is not None:
+            processor.ping_sent = None
+            processor.last_seen = time.monotonic()
+            if processor.suspended:
+                LOGGER.info("transaction processor %s answers again", identity.hex()[:12])
+                processor.suspended = False
+                self._dirty = True
 
     def _drain_socket(self) -> None:
         for _ in range(2000):
@@ -301,6 +317,7 @@ class Devnet:
             return self.executor.on_state_set(content)
         if kind == M.TP_PROCESS_RESPONSE:
             self.executor.on_process_response(identity, message.correlation_id, content)
+            self._heard_from(identity)
             return None
         if kind == M.CLIENT_BATCH_SUBMIT_REQUEST:
             return self.clients.submit(content)
@@ -319,10 +336,7 @@ class Devnet:
         if kind == M.PING_REQUEST:
             return M.PING_RESPONSE, PingResponse().SerializeToString()
         if kind == M.PING_RESPONSE:
-            processor = self._registry.get(identity)
-            if processor is not None:
-                processor.ping_sent = None
-                processor.last_seen = time.monotonic()
+            self._heard_from(identity)
             return None
         if kind == M.TP_REGISTER_REQUEST:
             return self._register(identity, frame, content)
