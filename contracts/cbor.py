@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import cbor2
+
 from trustmesh.contracts.errors import SchemaError
 
 __all__ = ["MAX_DEPTH", "SchemaError", "decode", "encode"]

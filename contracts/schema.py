@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
@@ -70,53 +71,94 @@ def _check_constraints(value: Any, constraints: tuple[Any, ...], path: str) -> N
                 raise SchemaError(f"{_where(path)}: {_describe(value)} does not match {c.pattern}")
 
 
-def _parse(tp: Any, value: Any, path: str) -> Any:
+Parser = Callable[[Any, str], Any]
+_PARSERS: dict[Any, Parser] = {}
+
+
+def _parser(tp: Any) -> Parser:
+    """A checking function for annotation ``tp``, built once per annotation and cached."""
+    try:
+        return _PARSERS[tp]
+    except KeyError:
+        parser = _PARSERS[tp] = _build(tp)
+        return parser
+
+
+def _build(tp: Any) -> Parser:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *constraints = get_args(tp)
-        parsed = _parse(base, value, path)
-        _check_constraints(parsed, tuple(constraints), path)
-        return parsed
+        inner = _parser(base)
+        checks = tuple(constraints)
+
+        def annotated(value: Any, path: str) -> Any:
+            parsed = inner(value, path)
+            _check_constraints(parsed, checks, path)
+            return parsed
+
+        return annotated
     if origin is Literal:
-        for choice in get_args(tp):
-            if type(value) is type(choice) and value == choice:
-                return value
-        raise SchemaError(f"{_where(path)}: {_describe(value)} is not one of {list(get_args(tp))}")
+        choices = get_args(tp)
+
+        def literal(value: Any, path: str) -> Any:
+            for choice in choices:
+                if type(value) is type(choice) and value == choice:
+                    return value
+            raise SchemaError(f"{_where(path)}: {_describe(value)} is not one of {list(choices)}")
+
+        return literal
     if origin in (Union, types.UnionType):
         options = get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        inner = [o for o in options if o is not type(None)]
-        if len(inner) != 1:
+        inner_types = [o for o in options if o is not type(None)]
+        if len(inner_types) != 1 or type(None) not in options:
             raise TypeError(f"unsupported union {tp}")
-        return _parse(inner[0], value, path)
+        inner = _parser(inner_types[0])
+
+        def optional(value: Any, path: str) -> Any:
+            return None if value is None else inner(value, path)
+
+        return optional
     if origin is tuple:
-        item_type = get_args(tp)[0]
-        if type(value) is not list:
-            raise SchemaError(f"{_where(path)}: expected array, got {type(value).__name__}")
-        return tuple(_parse(item_type, item, f"{path}[{i}]") for i, item in enumerate(value))
+        item = _parser(get_args(tp)[0])
+
+        def array(value: Any, path: str) -> Any:
+            if type(value) is not list:
+                raise SchemaError(f"{_where(path)}: expected array, got {type(value).__name__}")
+            return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+        return array
     if origin is dict:
         key_type, value_type = get_args(tp)
-        if type(value) is not dict:
-            raise SchemaError(f"{_where(path)}: expected map, got {type(value).__name__}")
-        return {
-            _parse(key_type, k, f"{path}.<key>"): _parse(value_type, v, f"{path}.{k}")
-            for k, v in value.items()
-        }
+        parse_key, parse_value = _parser(key_type), _parser(value_type)
+
+        def mapping(value: Any, path: str) -> Any:
+            if type(value) is not dict:
+                raise SchemaError(f"{_where(path)}: expected map, got {type(value).__name__}")
+            return {parse_key(k, f"{path}.<key>"): parse_value(v, f"{path}.{k}") for k, v in value.items()}
+
+        return mapping
     if isinstance(tp, type) and issubclass(tp, Record):
-        return tp.from_obj(value, path=path)
+        return lambda value, path: tp.from_obj(value, path=path)
     if tp is float:
-        if type(value) is int:
-            value = float(value)
-        if type(value) is not float:
-            raise SchemaError(f"{_where(path)}: expected number, got {type(value).__name__}")
-        if not math.isfinite(value):
-            raise SchemaError(f"{_where(path)}: {value} is not finite")
-        return value
+
+        def number(value: Any, path: str) -> Any:
+            if type(value) is int:
+                value = float(value)
+            if type(value) is not float:
+                raise SchemaError(f"{_where(path)}: expected number, got {type(value).__name__}")
+            if not math.isfinite(value):
+                raise SchemaError(f"{_where(path)}: {value} is not finite")
+            return value
+
+        return number
     if tp in (int, str, bytes, bool):
-        if type(value) is not tp:
-            raise SchemaError(f"{_where(path)}: expected {tp.__name__}, got {type(value).__name__}")
-        return value
+
+        def exact(value: Any, path: str) -> Any:
+            if type(value) is not tp:
+                raise SchemaError(f"{_where(path)}: expected {tp.__name__}, got {type(value).__name__}")
+            return value
+
+        return exact
     raise TypeError(f"unsupported schema type {tp!r}")
 
 
@@ -133,33 +175,44 @@ def _dump(value: Any) -> Any:
 class Record:
     """Base of every payload and state record; subclasses are frozen keyword-only dataclasses."""
 
-    _hints: ClassVar[dict[str, Any]]
+    _table: ClassVar[tuple[tuple[str, bool, Parser], ...]]
+
+    @classmethod
+    def _fields_table(cls) -> tuple[tuple[str, bool, Parser], ...]:
+        """(name, required, parser) per field, built once per class."""
+        if "_table" not in cls.__dict__:
+            hints = typing.get_type_hints(cls, include_extras=True)
+            cls._table = tuple(
+                (
+                    f.name,
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                    _parser(hints[f.name]),
+                )
+                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            )
+        return cls._table
 
     @classmethod
     def _field_types(cls) -> dict[str, Any]:
-        if "_hints" not in cls.__dict__:
-            hints = typing.get_type_hints(cls, include_extras=True)
-            cls._hints = {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls._hints
+        hints = typing.get_type_hints(cls, include_extras=True)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
     @classmethod
     def from_obj(cls, obj: Any, *, path: str = "") -> Self:
         """Validate plain data (a decoded CBOR map) into this record, or raise SchemaError."""
         if type(obj) is not dict:
             raise SchemaError(f"{_where(path)}: expected map, got {type(obj).__name__}")
-        field_types = cls._field_types()
-        unknown = sorted(set(obj) - set(field_types))
-        if unknown:
+        table = cls._fields_table()
+        if len(obj) > len(table) or not obj.keys() <= {name for name, _, _ in table}:
+            unknown = sorted(set(obj) - {name for name, _, _ in table})
             raise SchemaError(f"{_where(path)}: unknown field {unknown[0]!r}")
         values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-            sub = f"{path}.{field.name}" if path else field.name
-            if field.name not in obj:
-                has_default = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
-                if not has_default:
-                    raise SchemaError(f"{sub}: required field missing")
+        for name, required, parse in table:
+            if name not in obj:
+                if required:
+                    raise SchemaError(f"{path + '.' if path else ''}{name}: required field missing")
                 continue
-            values[field.name] = _parse(field_types[field.name], obj[field.name], sub)
+            values[name] = parse(obj[name], f"{path}.{name}" if path else name)
         return cls(**values)
 
     def to_obj(self) -> dict[str, Any]:

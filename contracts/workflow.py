@@ -17,10 +17,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+
 from trustmesh.contracts.errors import SchemaError
 from trustmesh.contracts.records import SCHEMA_VERSION, WorkflowSpec
 from trustmesh.contracts.spec_checks import spec_problems
-
 from trustmesh.errors import ConfigError
 
 __all__ = [

@@ -1,10 +1,12 @@
 """An in-memory ledger for the contract tests: a dict of state, BlockInfo "now", and action builders."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
 from sawtooth_sdk.protobuf.block_info_pb2 import BlockInfo, BlockInfoConfig
+
 from trustmesh.contracts import blockinfo, cbor
 from trustmesh.contracts.addresses import round_address, submission_index_address, workflow_address
 from trustmesh.contracts.families import FEDERATION, IOT_DATA, Family
@@ -90,6 +92,12 @@ def submission(round_no: int, schedule_id: str, text: str, *, inline: bool = Tru
     return payload
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(cls: type, raw: bytes) -> Any:
+    """A state record decoded once per distinct bytes (the tests read the same records very often)."""
+    return cls.from_obj(cbor.decode(raw, max_bytes=1 << 22))
+
+
 class RecordingView(MappingView):
     """A MappingView that remembers every address read."""
 
@@ -161,14 +169,14 @@ class Ledger:
         return self._commit(outcome)
 
     def workflow(self, workflow_id: str = WF) -> WorkflowRecord:
-        return WorkflowRecord.from_obj(cbor.decode(self.state[workflow_address(workflow_id)], max_bytes=1 << 22))
+        return _parsed(WorkflowRecord, self.state[workflow_address(workflow_id)])
 
     def round(self, round_no: int, workflow_id: str = WF) -> RoundRecord:
-        return RoundRecord.from_obj(cbor.decode(self.state[round_address(workflow_id, round_no)], max_bytes=1 << 22))
+        return _parsed(RoundRecord, self.state[round_address(workflow_id, round_no)])
 
     def index(self, round_no: int, workflow_id: str = WF) -> SubmissionIndex | None:
         raw = self.state.get(submission_index_address(workflow_id, round_no))
-        return None if raw is None else SubmissionIndex.from_obj(cbor.decode(raw, max_bytes=1 << 22))
+        return None if raw is None else _parsed(SubmissionIndex, raw)
 
     # --- common sequences
     def register(self, **overrides: Any) -> None:

@@ -6,6 +6,7 @@ import cbor2
 import pytest
 from contracts_harness import P1, Ledger, register_payload
 from sawtooth_sdk.protobuf.block_info_pb2 import BlockInfoConfig
+
 from trustmesh.contracts import blockinfo, cbor
 from trustmesh.contracts.addresses import (
     make_address,

@@ -17,6 +17,7 @@ from contracts_harness import (
     spec,
     submission,
 )
+
 from trustmesh.contracts import cbor
 from trustmesh.contracts.errors import RuleViolation, SchemaError
 from trustmesh.contracts.rules import apply_submission

@@ -16,6 +16,7 @@ from contracts_harness import (
     register_payload,
     spec,
 )
+
 from trustmesh.contracts.errors import RuleViolation, SchemaError
 
 

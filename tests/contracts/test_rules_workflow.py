@@ -17,6 +17,7 @@ from contracts_harness import (
     register_payload,
     spec,
 )
+
 from trustmesh.contracts import cbor
 from trustmesh.contracts.addresses import node_address
 from trustmesh.contracts.errors import RuleViolation, SchemaError
