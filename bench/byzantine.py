@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -182,17 +182,24 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = plan(args)
     t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+
+    def done(result: dict[str, Any]) -> None:
+        results.append(result)
+        print(f"[{len(results)}/{len(runs)}] {result['partition']} {result['attack']} x{result['attackers']} "
+              f"{result['aggregator']}: {100 * result['accuracy']:.1f}% ({result['seconds']:.0f}s)",
+              file=sys.stderr, flush=True)
+
     if args.jobs > 1:
         import multiprocessing
 
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(simulate, runs))
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            for future in as_completed([pool.submit(simulate, run) for run in runs]):
+                done(future.result())
     else:
-        results = []
-        for i, run in enumerate(runs, 1):
-            results.append(simulate(run))
-            print(f"[{i}/{len(runs)}] {run.partition} {run.attack} x{run.attackers} {run.aggregator}: "
-                  f"{100 * results[-1]['accuracy']:.1f}% ({results[-1]['seconds']:.0f}s)", file=sys.stderr)
+        for run in runs:
+            done(simulate(run))
     wall = time.perf_counter() - t0
 
     acc = {(x["partition"], x["attack"], x["attackers"], x["aggregator"]): x["accuracy"] for x in results}
