@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "iot": ("trustmesh.iot.cli", "run an IoT node: the coordinator or a participant"),
     "keygen": ("trustmesh.ledger.keygen", "write a secp256k1 key pair for a node"),
     "run": ("trustmesh.runner.cli", "run a whole federated training on this machine (the main job)"),
+    "services": ("trustmesh.services.cli", "start a local Redis and PouchDB Server and print their URLs"),
     "tp": ("trustmesh.tp.cli", "run a transaction processor: federation or iot-data"),
     "verify-round": ("trustmesh.compute.verify_cli", "re-check a round's result from the chain (exit 2 on mismatch)"),
     "workflow": ("trustmesh.workflow_cli", "validate a federated-learning workflow file"),
