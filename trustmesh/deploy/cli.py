@@ -23,6 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     k8s = sub.add_parser("k8s", help="render plain Kubernetes manifests")
     k8s.add_argument("--env", choices=sorted(ENVS), required=True, help="dev (devnet, small) or prod (PBFT)")
     k8s.add_argument("--participants", type=int, default=3, help="number of participants (default 3)")
+    k8s.add_argument("--compute-nodes", type=int, default=None,
+                     help="number of compute nodes (default 2); each gets a key the workflow can name")
     k8s.add_argument("--workflow", type=Path, help="workflow JSON to put into the workflow ConfigMap")
     k8s.add_argument("--workflow-id", default="mnist-fedavg", help="the workflow id participants join")
     k8s.add_argument("--out", required=True, type=Path, help="folder to write (e.g. kubernetes/prod)")
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"workflow file {args.workflow} not found")
             workflow = args.workflow.read_text()
         written = write_files(args.out, render_k8s(env=args.env, participants=args.participants,
-                                                   workflow_json=workflow, workflow_id=args.workflow_id))
+                                                   compute_nodes=args.compute_nodes, workflow_json=workflow,
+                                                   workflow_id=args.workflow_id))
     else:
         from trustmesh.deploy.secrets import SecretSpec, publish_secrets
 

@@ -12,6 +12,7 @@ from trustmesh.deploy.topology import (
     IMAGES,
     KEY_DIR,
     PORTS,
+    PUBLIC_KEY_DIR,
     WORKFLOW_PATH,
     Topology,
     aclfile_template,
@@ -58,12 +59,13 @@ def _trustmesh(args: list[str], *, networks: list[str], keygen: str | None = Non
     }
     if keygen:
         service["entrypoint"] = ["trustmesh-node"]
-        service["environment"] = {"TRUSTMESH_KEYGEN": keygen, "TRUSTMESH_KEY_DIR": KEY_DIR}
+        service["environment"] = {"TRUSTMESH_KEYGEN": keygen, "TRUSTMESH_KEY_DIR": KEY_DIR,
+                                  "TRUSTMESH_PUBLIC_DIR": PUBLIC_KEY_DIR}
     service["command"] = args
     if health:
         service.setdefault("environment", {})["TRUSTMESH_HEALTH_TCP"] = health
     if keygen:
-        service["volumes"] = [f"{keygen}-keys:{KEY_DIR}"]
+        service["volumes"] = [f"{keygen}-keys:{KEY_DIR}", f"public-keys:{PUBLIC_KEY_DIR}"]
     if depends:
         service["depends_on"] = {name: {"condition": cond} for name, cond in depends.items()}
     service["networks"] = networks
@@ -234,7 +236,8 @@ def _node_services(t: Topology) -> dict[str, dict[str, Any]]:
         name = f"compute-{i}"
         services[name] = _trustmesh(
             Topology.compute_args(key=f"{KEY_DIR}/{name}.priv", urls=_urls(t, i),
-                                  redis_url=_redis_url("compute"), couchdb_url=_couchdb_url()),
+                                  redis_url=_redis_url("compute"), couchdb_url=_couchdb_url(),
+                                  workflow_id=_env("TRUSTMESH_WORKFLOW_ID")),
             networks=["ledger", "data", "history"], keygen=name,
             depends={**tps_up, **data_ready, "couchdb-setup": "service_completed_successfully"},
             health=f"validator-{i % t.validators}:{PORTS['component']}")
@@ -243,24 +246,27 @@ def _node_services(t: Topology) -> dict[str, dict[str, Any]]:
     services["workflow-check"]["network_mode"] = "none"
     del services["workflow-check"]["networks"]
     services["workflow-check"]["restart"] = "no"
-    coordinator = _trustmesh(
-        Topology.coordinator_args(key=f"{KEY_DIR}/coordinator.priv", urls=_urls(t, 0)),
-        networks=["ledger"], keygen="coordinator",
-        depends={"workflow-check": "service_completed_successfully",
-                 **{f"compute-{i}": "service_started" for i in range(t.compute_nodes)}},
-        health=f"validator-0:{PORTS['component']}")
-    coordinator["volumes"].append(f"{_env('TRUSTMESH_WORKFLOW_FILE')}:{WORKFLOW_PATH}:ro")
-    coordinator["restart"] = "on-failure"
-    services["coordinator"] = coordinator
     for i in range(t.participants):
         name = f"participant-{i}"
         services[name] = _trustmesh(
             Topology.participant_args(
                 workflow_id=_env("TRUSTMESH_WORKFLOW_ID"), key=f"{KEY_DIR}/{name}.priv",
                 partition=str(i), urls=_urls(t, i), redis_url=_redis_url("participant")),
-            networks=["ledger", "data"], keygen=name,
-            depends={**tps_up, **data_ready, "coordinator": "service_started"},
+            networks=["ledger", "data"], keygen=name, depends={**tps_up, **data_ready},
             health=f"validator-{i % t.validators}:{PORTS['component']}")
+    # The coordinator registers the workflow, whose node names it resolves through the public
+    # keys the compute nodes and participants published when they made their keys.
+    nodes = [f"compute-{i}" for i in range(t.compute_nodes)] + [f"participant-{i}" for i in range(t.participants)]
+    coordinator = _trustmesh(
+        Topology.coordinator_args(key=f"{KEY_DIR}/coordinator.priv", urls=_urls(t, 0),
+                                  redis_url=_redis_url("coordinator")),
+        networks=["ledger", "data"], keygen="coordinator",
+        depends={"workflow-check": "service_completed_successfully",
+                 **{node: "service_healthy" for node in nodes}},
+        health=f"validator-0:{PORTS['component']}")
+    coordinator["volumes"].append(f"{_env('TRUSTMESH_WORKFLOW_FILE')}:{WORKFLOW_PATH}:ro")
+    coordinator["restart"] = "on-failure"
+    services["coordinator"] = coordinator
     verify = _trustmesh(
         Topology.verify_round_args(
             workflow_id=_env("TRUSTMESH_WORKFLOW_ID"), round_="${VERIFY_ROUND:-1}",

@@ -7,7 +7,7 @@ index is the partition, a Job that makes keys into Secrets, and NetworkPolicies 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trustmesh.deploy import yamlio
@@ -17,6 +17,7 @@ from trustmesh.deploy.topology import (
     IMAGES,
     KEY_DIR,
     PORTS,
+    PUBLIC_KEY_DIR,
     Topology,
     aclfile_template,
     redis_conf,
@@ -218,29 +219,44 @@ class _Render:
                  "metadata": self.meta("trustmesh-workflow", "coordinator"),
                  "data": {"workflow.json": text, "workflow_id": self.workflow_id}}]
 
+    def node_names(self, role: str) -> list[str]:
+        count = {"compute": self.topology.compute_nodes, "participant": self.topology.participants,
+                 "validator": self.topology.validators if self.topology.ledger == "pbft" else 0}[role]
+        return [f"{role}-{i}" for i in range(count)]
+
+    def scripts(self) -> Doc:
+        return self.script_map("trustmesh-scripts", "keygen", {
+            "make-keys.sh": SCRIPTS["make-keys.sh"], "install-key.sh": SCRIPTS["install-key.sh"]})
+
     def keys(self) -> list[Doc]:
-        """A Job that makes the keys the network needs before it starts, into Secrets."""
-        names = ["coordinator"]
-        secrets = ["trustmesh-coordinator-key=coordinator"]
-        if self.topology.ledger == "pbft":
-            validators = [f"validator-{i}" for i in range(self.topology.validators)]
-            names += validators
-            secrets.append("trustmesh-validator-keys=" + ",".join(validators))
+        """A Job that makes every named node's key before the network starts, into one Secret per
+        role: the workflow names its nodes, so their public keys must exist before registration."""
+        groups = {"trustmesh-coordinator-key": ["coordinator"],
+                  "trustmesh-compute-keys": self.node_names("compute"),
+                  "trustmesh-participant-keys": self.node_names("participant"),
+                  "trustmesh-validator-keys": self.node_names("validator")}
+        groups = {secret: names for secret, names in groups.items() if names}
         account = "trustmesh-keygen"
-        mount = [{"name": "keys", "mountPath": KEY_DIR}]
-        init = [{
-            "name": f"keygen-{name}", "image": IMAGES["trustmesh"], "imagePullPolicy": "IfNotPresent",
-            "args": Topology.keygen_args(name=name), "resources": self.resources("job"),
-            "securityContext": self.node_security(), "volumeMounts": mount,
-        } for name in names]
+        mounts = [{"name": "keys", "mountPath": KEY_DIR}]
+        make = {
+            "name": "make-keys", "image": IMAGES["trustmesh"], "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "/scripts/make-keys.sh"],
+            "env": [{"name": "KEY_DIR", "value": KEY_DIR},
+                    {"name": "KEY_NAMES", "value": " ".join(n for names in groups.values() for n in names)}],
+            "resources": self.resources("job"), "securityContext": self.node_security(),
+            "volumeMounts": [*mounts, {"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
+        }
         publish_args = ["deploy", "secrets", "--dir", KEY_DIR, "--namespace", "$(POD_NAMESPACE)"]
-        for spec in secrets:
-            publish_args += ["--secret", spec]
+        for secret, names in groups.items():
+            publish_args += ["--secret", f"{secret}={','.join(names)}"]
         return [
+            self.scripts(),
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": self.meta(account, "keygen")},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
              "metadata": self.meta(account, "keygen"),
-             "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]},
+             "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+                       {"apiGroups": [""], "resources": ["secrets"], "resourceNames": sorted(groups),
+                        "verbs": ["get", "patch"]}]},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
              "metadata": self.meta(account, "keygen"),
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
@@ -251,15 +267,16 @@ class _Render:
                  "spec": {
                      "serviceAccountName": account, "restartPolicy": "OnFailure",
                      "securityContext": self.node_pod_security(),
-                     "initContainers": init,
+                     "initContainers": [make],
                      "containers": [{
                          "name": "publish", "image": IMAGES["trustmesh"],
                          "imagePullPolicy": "IfNotPresent", "args": publish_args,
                          "env": [self.field_env("POD_NAMESPACE", "metadata.namespace")],
                          "resources": self.resources("job"),
-                         "securityContext": self.node_security(), "volumeMounts": mount,
+                         "securityContext": self.node_security(), "volumeMounts": mounts,
                      }],
-                     "volumes": [{"name": "keys", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+                     "volumes": [{"name": "keys", "emptyDir": {"medium": "Memory", "sizeLimit": "4Mi"}},
+                                 {"name": "scripts", "configMap": {"name": "trustmesh-scripts"}}],
                  }}}},
         ]
 
@@ -276,9 +293,16 @@ class _Render:
                                 role="tp", health=health, env=self.secret_env("REDIS_TPS_PASSWORD")),
         ]
 
-    def sawtooth_sidecar(self, name: str, image: str, command: list[str]) -> Doc:
+    def sawtooth_sidecar(self, name: str, image: str, command: list[str], *, port: int) -> Doc:
+        """A Sawtooth component beside the validator; healthy while the validator port it uses answers
+        (the process itself exits, and restarts, when it loses the validator)."""
+        probe = {"exec": {"command": ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]},
+                 "timeoutSeconds": 3}
         return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", "command": command,
-                "resources": self.resources("sidecar"), "securityContext": self.third_party_security()}
+                "resources": self.resources("sidecar"),
+                "readinessProbe": {**probe, "periodSeconds": 10},
+                "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 30},
+                "securityContext": self.third_party_security()}
 
     def ledger(self) -> list[Doc]:
         t = self.topology
@@ -319,15 +343,17 @@ class _Render:
             }
             rest = self.sawtooth_sidecar("rest-api", IMAGES["rest_api"],
                                          ["sawtooth-rest-api", "-v", "-C", local, "--bind",
-                                          f"0.0.0.0:{PORTS['rest_api']}"])
+                                          f"0.0.0.0:{PORTS['rest_api']}"], port=PORTS["rest_api"])
             rest["ports"] = [{"name": "rest-api", "containerPort": PORTS["rest_api"]}]
             containers = [
                 main,
                 self.sawtooth_sidecar("pbft-engine", IMAGES["pbft"],
-                                      ["pbft-engine", "-v", "--connect", f"tcp://127.0.0.1:{PORTS['consensus']}"]),
-                self.sawtooth_sidecar("settings-tp", IMAGES["settings_tp"], ["settings-tp", "-v", "-C", local]),
+                                      ["pbft-engine", "-v", "--connect", f"tcp://127.0.0.1:{PORTS['consensus']}"],
+                                      port=PORTS["consensus"]),
+                self.sawtooth_sidecar("settings-tp", IMAGES["settings_tp"], ["settings-tp", "-v", "-C", local],
+                                      port=PORTS["component"]),
                 self.sawtooth_sidecar("block-info-tp", IMAGES["block_info_tp"],
-                                      ["block-info-tp", "-v", "-C", local]),
+                                      ["block-info-tp", "-v", "-C", local], port=PORTS["component"]),
                 rest,
                 *self.tp_sidecars(),
             ]
@@ -489,28 +515,57 @@ class _Render:
 
     # ------------------------------------------------------------------ FL nodes
 
+    def install_key(self, secret: str) -> Doc:
+        """Init container: copy the pod's own key pair out of its role's Secret into its volume."""
+        return {
+            "name": "install-key", "image": IMAGES["trustmesh"], "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "/scripts/install-key.sh"],
+            "env": [self.field_env("NODE_NAME", "metadata.name"),
+                    {"name": "KEYS_FROM", "value": "/role-keys"}, {"name": "KEY_DIR", "value": KEY_DIR}],
+            "resources": self.resources("job"), "securityContext": self.node_security(),
+            "volumeMounts": [{"name": "keys", "mountPath": KEY_DIR},
+                             {"name": "role-keys", "mountPath": "/role-keys", "readOnly": True},
+                             {"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
+        }
+
+    def node_statefulset(self, role: str, secret: str, container: Doc, *, replicas: int) -> list[Doc]:
+        """Compute nodes and participants: stable names (the workflow lists them), each pod's key and
+        state on its own volume, its key installed from the role's Secret at first start."""
+        return [
+            {"apiVersion": "v1", "kind": "Service", "metadata": self.meta(role, role),
+             "spec": {"clusterIP": "None", "selector": self.selector(role)}},
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": self.meta(role, role),
+             "spec": {
+                 "serviceName": role, "replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": self.selector(role)},
+                 "template": {"metadata": {"labels": self.labels(role)}, "spec": {
+                     "automountServiceAccountToken": False, "securityContext": self.node_pod_security(),
+                     "initContainers": [self.install_key(secret)],
+                     "containers": [container],
+                     "volumes": [
+                         {"name": "role-keys", "secret": {"secretName": secret, "defaultMode": 0o440}},
+                         {"name": "scripts", "configMap": {"name": "trustmesh-scripts"}},
+                         self.tmp_volume()]}},
+                 "volumeClaimTemplates": [self.pvc("keys", self.env.disk["keys"])],
+             }},
+        ]
+
+    def workflow_id_env(self) -> Doc:
+        return {"name": "TRUSTMESH_WORKFLOW_ID", "valueFrom": {"configMapKeyRef": {
+            "name": "trustmesh-workflow", "key": "workflow_id"}}}
+
     def compute(self) -> list[Doc]:
         container = self.node_container(
             "compute",
-            Topology.compute_args(key=f"{KEY_DIR}/compute.priv", urls=self.validator_urls(),
-                                  redis_url=self.redis_url("compute"), couchdb_url=self.couchdb_url()),
-            role="compute", health=self.validator_targets(), keygen="compute",
-            env=self.secret_env("REDIS_COMPUTE_PASSWORD", "COUCHDB_USER", "COUCHDB_PASSWORD"),
+            Topology.compute_args(key=f"{KEY_DIR}/$(NODE_NAME).priv", urls=self.validator_urls(),
+                                  redis_url=self.redis_url("compute"), couchdb_url=self.couchdb_url(),
+                                  workflow_id="$(TRUSTMESH_WORKFLOW_ID)"),
+            role="compute", health=self.validator_targets(),
+            env=[self.field_env("NODE_NAME", "metadata.name"), self.workflow_id_env(),
+                 *self.secret_env("REDIS_COMPUTE_PASSWORD", "COUCHDB_USER", "COUCHDB_PASSWORD")],
             mounts=[{"name": "keys", "mountPath": KEY_DIR}])
-        return [{
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": self.meta("compute", "compute"),
-            "spec": {
-                "replicas": self.topology.compute_nodes,
-                "selector": {"matchLabels": self.selector("compute")},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {"metadata": {"labels": self.labels("compute")}, "spec": {
-                    "automountServiceAccountToken": False, "securityContext": self.node_pod_security(),
-                    "containers": [container],
-                    # Each replica is its own compute node: its key lives as long as the pod.
-                    "volumes": [{"name": "keys", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-                                self.tmp_volume()]}},
-            },
-        }]
+        return self.node_statefulset("compute", "trustmesh-compute-keys", container,
+                                     replicas=self.topology.compute_nodes)
 
     def coordinator(self) -> list[Doc]:
         workflow_mount = {"name": "workflow", "mountPath": "/workflow", "readOnly": True}
@@ -522,10 +577,18 @@ class _Render:
         }
         container = self.node_container(
             "coordinator",
-            Topology.coordinator_args(key=f"{KEY_DIR}/coordinator.priv", urls=self.validator_urls()),
+            Topology.coordinator_args(key=f"{KEY_DIR}/coordinator.priv", urls=self.validator_urls(),
+                                      redis_url=self.redis_url("coordinator")),
             role="coordinator", health=self.validator_targets(),
-            mounts=[workflow_mount, {"name": "key", "mountPath": KEY_DIR, "readOnly": True}])
+            env=self.secret_env("REDIS_COORDINATOR_PASSWORD"),
+            mounts=[workflow_mount, {"name": "key", "mountPath": KEY_DIR, "readOnly": True},
+                    {"name": "public-keys", "mountPath": PUBLIC_KEY_DIR, "readOnly": True}])
         del container["readinessProbe"]  # a Job's pod needs no readiness
+        # Only the public halves of the other nodes' keys: the workflow's names resolve to them.
+        public = [{"secret": {"name": secret, "items": [{"key": f"{n}.pub", "path": f"{n}.pub"} for n in names]}}
+                  for secret, names in [("trustmesh-coordinator-key", ["coordinator"]),
+                                        ("trustmesh-compute-keys", self.node_names("compute")),
+                                        ("trustmesh-participant-keys", self.node_names("participant"))]]
         return [{
             "apiVersion": "batch/v1", "kind": "Job", "metadata": self.meta("coordinator", "coordinator"),
             "spec": {"backoffLimit": 20, "template": {
@@ -538,40 +601,28 @@ class _Render:
                         {"name": "workflow", "configMap": {"name": "trustmesh-workflow",
                                                            "items": [{"key": "workflow.json", "path": "workflow.json"}]}},
                         {"name": "key", "secret": {"secretName": "trustmesh-coordinator-key", "defaultMode": 0o440}},
+                        {"name": "public-keys", "projected": {"sources": public, "defaultMode": 0o444}},
                         self.tmp_volume()],
                 }}},
         }]
 
     def participants(self) -> list[Doc]:
-        t = self.topology
         container = self.node_container(
             "participant",
-            Topology.participant_args(workflow_id="$(TRUSTMESH_WORKFLOW_ID)", key=f"{KEY_DIR}/participant.priv",
+            Topology.participant_args(workflow_id="$(TRUSTMESH_WORKFLOW_ID)", key=f"{KEY_DIR}/$(NODE_NAME).priv",
                                       partition="$(PARTITION)", urls=self.validator_urls(),
                                       redis_url=self.redis_url("participant")),
-            role="participant", health=self.validator_targets(), keygen="participant",
+            role="participant", health=self.validator_targets(),
             env=[
+                self.field_env("NODE_NAME", "metadata.name"),
                 # The StatefulSet pod index is this participant's data partition.
                 self.field_env("PARTITION", "metadata.labels['apps.kubernetes.io/pod-index']"),
-                {"name": "TRUSTMESH_WORKFLOW_ID", "valueFrom": {"configMapKeyRef": {
-                    "name": "trustmesh-workflow", "key": "workflow_id"}}},
+                self.workflow_id_env(),
                 *self.secret_env("REDIS_PARTICIPANT_PASSWORD"),
             ],
             mounts=[{"name": "keys", "mountPath": KEY_DIR}])
-        return [
-            {"apiVersion": "v1", "kind": "Service", "metadata": self.meta("participant", "participant"),
-             "spec": {"clusterIP": "None", "selector": self.selector("participant")}},
-            {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": self.meta("participant", "participant"),
-             "spec": {
-                 "serviceName": "participant", "replicas": t.participants, "podManagementPolicy": "Parallel",
-                 "selector": {"matchLabels": self.selector("participant")},
-                 "template": {"metadata": {"labels": self.labels("participant")}, "spec": {
-                     "automountServiceAccountToken": False, "securityContext": self.node_pod_security(),
-                     "containers": [container], "volumes": [self.tmp_volume()]}},
-                 # The key survives restarts, so a participant keeps its enrolled identity.
-                 "volumeClaimTemplates": [self.pvc("keys", self.env.disk["keys"])],
-             }},
-        ]
+        return self.node_statefulset("participant", "trustmesh-participant-keys", container,
+                                     replicas=self.topology.participants)
 
     # ------------------------------------------------------------------ NetworkPolicies
 
@@ -607,7 +658,7 @@ class _Render:
                                 self.rule("to", ["redis"], [P["redis"]])]),
             self.policy("redis", "redis",
                         ingress=[self.rule("from", ["redis"], [P["redis"], P["redis_bus"]]),
-                                 self.rule("from", ["ledger", "compute", "participant", "redis-setup"],
+                                 self.rule("from", ["ledger", "compute", "coordinator", "participant", "redis-setup"],
                                            [P["redis"]])],
                         egress=[self.rule("to", ["redis"], [P["redis"], P["redis_bus"]])]),
             self.policy("couchdb", "couchdb",
@@ -619,7 +670,8 @@ class _Render:
                                 self.rule("to", ["redis"], [P["redis"]]),
                                 self.rule("to", ["couchdb"], [P["couchdb"]])]),
             self.policy("coordinator", "coordinator", ingress=[],
-                        egress=[self.rule("to", ["ledger"], [P["component"]])]),
+                        egress=[self.rule("to", ["ledger"], [P["component"]]),
+                                self.rule("to", ["redis"], [P["redis"]])]),
             self.policy("participant", "participant", ingress=[],
                         egress=[self.rule("to", ["ledger"], [P["component"]]),
                                 self.rule("to", ["redis"], [P["redis"]])]),
@@ -633,15 +685,19 @@ class _Render:
         ]
 
 
-def render_k8s(*, env: str, participants: int, workflow_json: str | None = None,
-               workflow_id: str = "mnist-fedavg") -> dict[str, str]:
+def render_k8s(*, env: str, participants: int, compute_nodes: int | None = None,
+               workflow_json: str | None = None, workflow_id: str = "mnist-fedavg") -> dict[str, str]:
     """Every manifest file for one profile: file name -> YAML text."""
     if env not in ENVS:
         raise ConfigError(f"unknown environment {env!r}; choose one of {sorted(ENVS)}")
-    r = _Render(env=ENVS[env], participants=participants, workflow_json=workflow_json,
+    profile = ENVS[env]
+    flags = f"--env {env} --participants {participants}"
+    if compute_nodes is not None and compute_nodes != profile.compute_nodes:
+        profile = replace(profile, compute_nodes=compute_nodes)
+        flags += f" --compute-nodes {compute_nodes}"
+    r = _Render(env=profile, participants=participants, workflow_json=workflow_json,
                 workflow_id=workflow_id)
-    header = (f"# Rendered by `trustmesh deploy k8s --env {env} --participants {participants} --out DIR`;"
-              " do not edit by hand.\n")
+    header = f"# Rendered by `trustmesh deploy k8s {flags} --out DIR`; do not edit by hand.\n"
     parts = {
         "00-namespace.yaml": r.namespace(),
         "05-workflow.yaml": r.workflow(),

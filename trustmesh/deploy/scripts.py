@@ -225,7 +225,38 @@ if [ -n "$peers" ]; then args+=(--peers "$peers"); fi
 exec sawtooth-validator "${args[@]}"
 """
 
+_MAKE_KEYS = r"""#!/bin/sh
+# Make a key pair for every name in KEY_NAMES (skipping those already there) into KEY_DIR.
+set -eu
+dir="${KEY_DIR:-/keys}"
+for name in ${KEY_NAMES:?space-separated key names}; do
+  if [ ! -f "$dir/$name.priv" ]; then
+    trustmesh keygen "$name" --dir "$dir"
+  fi
+done
+"""
+
+_INSTALL_KEY = r"""#!/bin/sh
+# Copy this node's own key pair (NODE_NAME, the pod name) out of its role's key Secret, mounted
+# whole at KEYS_FROM, into the node's own volume; the main container never sees the others.
+set -eu
+name="${NODE_NAME:?}"
+from="${KEYS_FROM:?}"
+to="${KEY_DIR:-/keys}"
+if [ -f "$to/$name.priv" ]; then
+  exit 0
+fi
+if [ ! -f "$from/$name.priv" ]; then
+  echo "install-key: no key $name in the Secret; re-run the key Job with more nodes and list $name in the workflow" >&2
+  exit 1
+fi
+umask 077
+cp "$from/$name.priv" "$from/$name.pub" "$to/"
+"""
+
 SCRIPTS: dict[str, str] = {
+    "make-keys.sh": _MAKE_KEYS,
+    "install-key.sh": _INSTALL_KEY,
     "redis-start.sh": _REDIS_START,
     "redis-cluster-init.sh": _REDIS_CLUSTER_INIT,
     "couchdb-setup.sh": _COUCHDB_SETUP,

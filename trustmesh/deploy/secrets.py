@@ -7,6 +7,7 @@ Job never replaces the keys a running network already uses.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -79,16 +80,37 @@ def publish_secrets(*, key_dir: Path, namespace: str, specs: list[SecretSpec], a
             "data": data,
         }
         url = f"{api.rstrip('/')}/api/v1/namespaces/{namespace}/secrets"
-        try:
-            response = session.post(url, json=body, timeout=TIMEOUT, verify=verify)
-        except requests.RequestException as exc:
-            raise PublishError(f"cannot reach the API server at {api}: {exc}") from exc
+        response = _call(session, "post", url, json=body, verify=verify)
         if response.status_code in (200, 201):
             results[spec.name] = "created"
         elif response.status_code == 409:
-            results[spec.name] = "kept"
+            results[spec.name] = _extend(session, f"{url}/{spec.name}", data, verify=verify)
         else:
             raise PublishError(f"creating Secret {spec.name} failed: HTTP {response.status_code} "
                                f"{response.text[:200]}")
         log.info("secret %s/%s %s", namespace, spec.name, results[spec.name])
     return results
+
+
+def _call(session: requests.Session, method: str, url: str, *, verify: str | bool, **kwargs: object
+          ) -> requests.Response:
+    try:
+        return session.request(method, url, timeout=TIMEOUT, verify=verify, **kwargs)  # type: ignore[arg-type]
+    except requests.RequestException as exc:
+        raise PublishError(f"cannot reach the API server at {url}: {exc}") from exc
+
+
+def _extend(session: requests.Session, url: str, data: dict[str, str], *, verify: str | bool) -> str:
+    """Add the key files a Secret lacks (a node added later); never replace one it holds."""
+    current = _call(session, "get", url, verify=verify)
+    if current.status_code != 200:
+        raise PublishError(f"reading {url} failed: HTTP {current.status_code}")
+    held = current.json().get("data") or {}
+    missing = {name: value for name, value in data.items() if name not in held}
+    if not missing:
+        return "kept"
+    patch = _call(session, "patch", url, verify=verify, data=json.dumps({"data": missing}),
+                  headers={"Content-Type": "application/merge-patch+json"})
+    if patch.status_code != 200:
+        raise PublishError(f"extending {url} failed: HTTP {patch.status_code} {patch.text[:200]}")
+    return f"extended with {', '.join(sorted(missing))}"

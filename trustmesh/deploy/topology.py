@@ -49,6 +49,7 @@ CREDENTIALS: dict[str, str] = {
 
 WORKFLOW_PATH = "/workflow/workflow.json"
 KEY_DIR = "/keys"
+PUBLIC_KEY_DIR = "/public-keys"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,16 +101,20 @@ class Topology:
         return ["keygen", name, "--dir", key_dir]
 
     @staticmethod
-    def compute_args(*, key: str, urls: str, redis_url: str, couchdb_url: str) -> list[str]:
-        return ["compute", "--key", key, "--url", urls, "--redis", redis_url, "--couchdb", couchdb_url]
+    def compute_args(*, key: str, urls: str, redis_url: str, couchdb_url: str, workflow_id: str) -> list[str]:
+        # The history outbox defaults to a file beside the key, so the key's volume must persist.
+        return ["compute", "--key", key, "--url", urls, "--redis", redis_url, "--couchdb", couchdb_url,
+                "--workflow-id", workflow_id]
 
     @staticmethod
     def workflow_validate_args() -> list[str]:
         return ["workflow", "validate", WORKFLOW_PATH]
 
     @staticmethod
-    def coordinator_args(*, key: str, urls: str) -> list[str]:
-        return ["iot", "coordinator", "--workflow", WORKFLOW_PATH, "--key", key, "--url", urls]
+    def coordinator_args(*, key: str, urls: str, redis_url: str) -> list[str]:
+        # The workflow names its nodes; --keys-dir holds their NAME.pub files.
+        return ["iot", "coordinator", "--workflow", WORKFLOW_PATH, "--key", key, "--url", urls,
+                "--redis", redis_url, "--keys-dir", PUBLIC_KEY_DIR]
 
     @staticmethod
     def participant_args(*, workflow_id: str, key: str, partition: str, urls: str,
@@ -129,9 +134,8 @@ def aclfile_template() -> str:
 
     The rules per role are the ones `trustmesh.services.redis_acl` defines for the local servers.
     """
+    # An aclfile takes no comments: every line is a user.
     lines = [
-        "# Redis ACL users, one per role (DESIGN §4). Passwords are stored as sha256 digests;",
-        "# redis-start.sh fills the placeholders from the environment when the node starts.",
         "user default off resetchannels -@all",
         f"user {ADMIN_USER} on #@REDIS_ADMIN_PASSWORD_SHA256@ resetchannels ~* &* +@all",
     ]
