@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from trustmesh.contracts.errors import SchemaError
@@ -28,6 +28,7 @@ __all__ = [
     "apply_defaults",
     "coordinator_key",
     "load_workflow",
+    "read_workflow_file",
     "register_payload",
     "resolve_node",
     "validate_workflow",
@@ -45,6 +46,15 @@ def workflow_schema() -> dict[str, Any]:
     schema: dict[str, Any] = json.loads(text)
     Draft202012Validator.check_schema(schema)
     return schema
+
+
+# JSON Schema counts 3.0 as an integer; the on-chain schema does not, so neither do we.
+_StrictValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
 
 
 def _json_path(parts: Any) -> str:
@@ -108,7 +118,7 @@ def _spec(full: dict[str, Any]) -> WorkflowSpec:
 
 def validate_workflow(doc: Any) -> list[str]:
     """Every problem of a workflow document, one message each naming its JSON path; [] when valid."""
-    validator = Draft202012Validator(workflow_schema())
+    validator = _StrictValidator(workflow_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     messages = [m for error in errors for m in _messages(error)]
     if messages:
@@ -122,14 +132,23 @@ def validate_workflow(doc: Any) -> list[str]:
     return spec_problems(spec, participants=len(fed["participant_nodes"]), compute_nodes=len(fed["compute_nodes"]))
 
 
-def load_workflow(path: str | Path) -> dict[str, Any]:
-    """Read and validate a workflow file; ConfigError with every problem (one per line) if it is not valid."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_workflow_file(path: str | Path) -> Any:
+    """The parsed JSON of a workflow file (NaN and Infinity refused); ConfigError if unreadable."""
     try:
-        doc = json.loads(Path(path).read_text("utf-8"))
+        return json.loads(Path(path).read_text("utf-8"), parse_constant=_refuse_constant)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError is a ValueError
         raise ConfigError(f"{path}: not JSON: {exc}") from exc
+
+
+def load_workflow(path: str | Path) -> dict[str, Any]:
+    """Read and validate a workflow file; ConfigError with every problem (one per line) if it is not valid."""
+    doc = read_workflow_file(path)
     problems = validate_workflow(doc)
     if problems:
         raise ConfigError(f"{path}: " + "\n".join(problems))

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from trustmesh.contracts.workflow import resolve_node, validate_workflow
+from trustmesh.contracts.workflow import read_workflow_file, resolve_node, validate_workflow
 from trustmesh.errors import ConfigError
 
 
@@ -50,12 +49,7 @@ def _unresolved(doc: dict, directory: Path) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Print "ok" and return 0, or print one problem per line (JSON path first) and return 1."""
-    try:
-        doc = json.loads(Path(args.file).read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{args.file}: cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{args.file}: not JSON: {exc}") from exc
+    doc = read_workflow_file(args.file)
     problems = validate_workflow(doc)
     if not problems and args.key_dir is not None:
         problems = _unresolved(doc, args.key_dir)

@@ -205,3 +205,13 @@ def test_cli_validate_resolves_key_names(tmp_path, capsys):
     assert "federation_config.compute_nodes[1]" in capsys.readouterr().err
     (tmp_path / "compute-2.pub").write_text(KEYS["compute-2"])
     assert main(["workflow", "validate", str(EXAMPLE), "--key-dir", str(tmp_path)]) == 0
+
+
+def test_integral_floats_and_non_finite_numbers_are_refused(tmp_path, doc):
+    doc["rounds"] = 3.0
+    assert validate_workflow(doc) == ["rounds: 3.0 is not of type 'integer'"]
+    text = EXAMPLE.read_text().replace('"lr": 0.05', '"lr": NaN')
+    path = tmp_path / "nan.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="NaN is not a JSON number"):
+        load_workflow(path)
