@@ -29,3 +29,17 @@ def test_missing_install_names_the_install_script(tmp_path, monkeypatch):
         assert "bash scripts/install.sh" in str(exc)
     else:
         raise AssertionError("expected a ServiceError")
+
+
+def test_anonymous_create_crashes_it_and_ensure_running_brings_it_back(tmp_path):
+    with PouchServer(data_dir=tmp_path / "couch") as server:
+        requests.put(f"{server.base_url}/kept", auth=server.admin, headers=JSON, timeout=10)
+        try:  # the upstream quirk this project guards against by always authenticating
+            requests.put(f"{server.base_url}/anonymous", headers=JSON, timeout=10)
+        except requests.ConnectionError:
+            pass
+        assert server.child.wait(30) is not None  # it exited
+        assert server.ensure_running() is True
+        assert server.ensure_running() is False
+        dbs = requests.get(f"{server.base_url}/_all_dbs", auth=server.admin, headers=JSON, timeout=10).json()
+        assert "kept" in dbs and "anonymous" not in dbs

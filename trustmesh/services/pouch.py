@@ -6,6 +6,7 @@ crashes on an anonymous ``PUT /db`` once an admin exists, so every request authe
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from trustmesh.services.errors import ServiceError
 from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, ProcessGroup, spawn
 
 __all__ = ["POUCHDB_BIN", "READY_TIMEOUT", "PouchServer", "pouchdb_binary", "repo_root"]
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
 POUCHDB_BIN = Path(".local/pouchdb/node_modules/.bin/pouchdb-server")
@@ -161,6 +164,15 @@ class PouchServer:
     def kill(self) -> None:
         if self._child is not None:
             self._child.kill()
+
+    def ensure_running(self) -> bool:
+        """Start it again if it died (it crashes on an anonymous ``PUT /db``); True if it had to."""
+        if self.alive:
+            return False
+        log.warning("PouchDB Server on port %s had exited (%s); starting it again", self.port,
+                    self._child.returncode if self._child else "never started")
+        self.start()
+        return True
 
     def restart(self) -> PouchServer:
         self.stop()
