@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from trustmesh.fl import aggregate as agg
-from trustmesh.fl.validate import check_vector
+from trustmesh.fl.validate import check_rows
 
 
 def best_of(fn: Callable[[], Any], repeats: int) -> float:
@@ -149,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             def pipeline() -> np.ndarray:
                 for i, blob in enumerate(blobs):
                     decode_update_flat(blob, pspec, max_bytes=limit, out=stacked[i])
-                    if check_vector(stacked[i], norm_bound=1e6) is not None:
-                        raise SystemExit("a benchmark update failed validation")
+                if any(v is not None for v in check_rows(stacked, norm_bound=1e6)):
+                    raise SystemExit("a benchmark update failed validation")
                 return agg.fedavg(stacked, counts, workers=w)
 
             t_dec = best_of(decode_only, args.repeats)
-            t_val = best_of(lambda: [check_vector(r, norm_bound=1e6) for r in stacked], args.repeats)
+            t_val = best_of(lambda: check_rows(stacked, norm_bound=1e6), args.repeats)
             t_pipe = best_of(pipeline, args.repeats)
             if pipeline().tobytes() != agg.fedavg(matrix, counts).tobytes():
                 raise SystemExit("decoded aggregate differs from the direct one")

@@ -223,6 +223,12 @@ def test_sq_sums_match_slow_reference(monkeypatch):
         for j in range(4):
             diff = [a - b for a, b in zip(rows[i], rows[j], strict=True)]
             assert d[i, j] == (0.0 if i == j else ref_sqsum(diff))
+    # batched norms: the same float per row, few rows or many, matrix or separate rows
+    many = rand_matrix(11, 1500, seed=12)
+    per_row = [agg.sq_norm(r) for r in many]
+    assert per_row[3] == ref_sqsum(many[3].tolist())
+    assert agg.sq_norms(many).tolist() == per_row
+    assert agg.sq_norms([r.copy() for r in many[:3]]).tolist() == per_row[:3]
     # lanes held for one first index at a time (several passes), on two threads: the same bytes
     monkeypatch.setattr(agg, "_DIST_LANE_BYTES", 4 * agg.SQSUM_LANES * 8)
     monkeypatch.setattr(agg, "_MIN_VALUES_PER_THREAD", 1)

@@ -9,6 +9,7 @@ import pytest
 from trustmesh.fl.aggregate import AggregationError
 from trustmesh.fl.validate import (
     EXCLUSION_REASONS,
+    check_rows,
     check_update,
     check_vector,
     screen_submissions,
@@ -92,3 +93,15 @@ def test_screen_submissions_rejects_bad_entries():
         screen_submissions([("aa", None, None)])
     with pytest.raises(AggregationError):
         screen_submissions([("aa", None, "bogus")])
+
+
+def test_check_rows_agrees_with_check_vector():
+    rng = np.random.default_rng(4)
+    m = rng.standard_normal((12, 3000)).astype(np.float32)
+    m[2, 5] = np.nan
+    m[7] *= 100
+    m[9, 0] = np.inf
+    verdicts = check_rows(m, norm_bound=200.0)
+    assert verdicts == [check_vector(row, norm_bound=200.0) for row in m]
+    assert verdicts[2] == "non_finite" and verdicts[9] == "non_finite" and verdicts[7] == "norm_bound"
+    assert verdicts.count(None) == 9

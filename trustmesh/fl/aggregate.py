@@ -47,6 +47,7 @@ __all__ = [
     "coordinate_median",
     "trimmed_mean",
     "sq_norm",
+    "sq_norms",
     "pairwise_sq_distances",
     "krum_scores",
     "krum_select",
@@ -363,20 +364,37 @@ def _fold_lanes(lanes: np.ndarray) -> np.ndarray:
 
 def sq_norm(vector: np.ndarray) -> float:
     """Canonical squared L2 norm of a flat float32 vector (float64 lanes; see the module docstring)."""
-    vec = np.asarray(vector).reshape(-1)
-    lanes = np.zeros(SQSUM_LANES, dtype=np.float64)
-    block = SQSUM_LANES * 16
-    buf = np.empty(block, dtype=np.float64)
-    for s, e in _blocks(vec.size, block):
-        sq = buf[: e - s]
-        np.multiply(vec[s:e], vec[s:e], out=sq, dtype=np.float64)
-        for r in range(0, e - s, SQSUM_LANES):
-            seg = sq[r : r + SQSUM_LANES]
-            np.add(lanes[: seg.size], seg, out=lanes[: seg.size])
-    total = 0.0
-    for v in lanes.tolist():
-        total += v
-    return total
+    return float(sq_norms([np.asarray(vector).reshape(-1)])[0])
+
+
+def sq_norms(updates: Updates) -> np.ndarray:
+    """Canonical squared L2 norm of every update (float64), all rows advancing together.
+
+    Row by row the arithmetic is exactly ``sq_norm``'s; batching only cuts the Python calls.
+    """
+    rows = _rows(updates)
+    n, size = len(rows), rows[0].size
+    matrix = updates if isinstance(updates, np.ndarray) else None
+    lanes = np.zeros((n, SQSUM_LANES), dtype=np.float64)
+    sq = np.empty((n, SQSUM_LANES), dtype=np.float64)
+    for s, e in _blocks(size, SQSUM_LANES):
+        c = e - s
+        if matrix is not None:
+            part = matrix[:, s:e]
+            np.multiply(part, part, out=sq[:, :c], dtype=np.float64)
+        else:
+            for j, row in enumerate(rows):
+                np.multiply(row[s:e], row[s:e], out=sq[j, :c], dtype=np.float64)
+        np.add(lanes[:, :c], sq[:, :c], out=lanes[:, :c])
+    if n > 8:
+        return _fold_lanes(lanes)
+    totals = []
+    for row_lanes in lanes.tolist():  # few rows: the same in-order fold, in plain floats
+        total = 0.0
+        for v in row_lanes:
+            total += v
+        totals.append(total)
+    return np.array(totals, dtype=np.float64)
 
 
 def pairwise_sq_distances(updates: Updates, *, workers: int = 1) -> np.ndarray:
