@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,7 +63,7 @@ class FakeValidator:
         self._bound.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        assert self._bound.wait(5), "fake validator did not bind"
+        assert self._bound.wait(10), "fake validator did not bind"
         return self
 
     def stop(self) -> None:
@@ -74,7 +75,15 @@ class FakeValidator:
         context = zmq.Context.instance()
         sock = context.socket(zmq.ROUTER)
         sock.linger = 0
-        sock.bind(self.url)
+        for _ in range(100):  # a just-closed socket on the same port may not have let go yet
+            try:
+                sock.bind(self.url)
+                break
+            except zmq.ZMQError:
+                time.sleep(0.05)
+        else:
+            sock.close(linger=0)
+            return
         self._bound.set()
         try:
             while not self._stop.is_set():

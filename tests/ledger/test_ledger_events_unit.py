@@ -116,8 +116,8 @@ def test_stream_resubscribes_from_the_last_block_after_a_restart():
         fake.on(Message.CLIENT_EVENTS_UNSUBSCRIBE_REQUEST, _unsubscribed)
         fake.start()
         _wait_for(lambda: _subscribe_requests(fake))
-        [request] = _subscribe_requests(fake)
-        assert list(request.last_known_block_ids) == [f"{2:0128x}"]
+        for request in _subscribe_requests(fake):  # one, or more if an answer came late
+            assert list(request.last_known_block_ids) == [f"{2:0128x}"]
 
         # the validator replays from block 2 on; the stream drops what it has seen
         fake.push(identity, Message.CLIENT_EVENTS, _events(_commit(2)))
