@@ -126,7 +126,7 @@ def test_redis_cluster_couchdb_and_fl_nodes(compose_doc):
     # Each role connects to Redis as its own ACL user.
     for name, role in [("iot-data-tp-0", "tps"), ("compute-0", "compute"), ("participant-1", "participant")]:
         url = services[name]["command"][services[name]["command"].index("--redis") + 1]
-        assert url.startswith(f"redis://{role}:${{REDIS_{role.upper()}_PASSWORD:?")
+        assert url.startswith(f"redis+cluster://{role}:${{REDIS_{role.upper()}_PASSWORD:?")
 
 
 def test_keys_are_made_per_node_at_start_never_baked(compose_doc):

@@ -16,6 +16,7 @@ from trustmesh.deploy.topology import (
     WORKFLOW_PATH,
     Topology,
     aclfile_template,
+    redis_cluster_url,
     redis_conf,
 )
 
@@ -43,7 +44,7 @@ def _urls(topology: Topology, first: int) -> str:
 
 
 def _redis_url(role: str) -> str:
-    return f"redis://{role}:{_env(f'REDIS_{role.upper()}_PASSWORD')}@redis-0:{PORTS['redis']}/0"
+    return redis_cluster_url(role=role, password=_env(f"REDIS_{role.upper()}_PASSWORD"), host="redis-0")
 
 
 def _couchdb_url() -> str:

@@ -20,6 +20,7 @@ from trustmesh.deploy.topology import (
     PUBLIC_KEY_DIR,
     Topology,
     aclfile_template,
+    redis_cluster_url,
     redis_conf,
 )
 from trustmesh.errors import ConfigError
@@ -121,8 +122,8 @@ class _Render:
                         for i in range(self.topology.validators))
 
     def redis_url(self, role: str) -> str:
-        return (f"redis://{role}:$(REDIS_{role.upper()}_PASSWORD)@{self.host('redis', 0)}:"
-                f"{PORTS['redis']}/0")
+        return redis_cluster_url(role=role, password=f"$(REDIS_{role.upper()}_PASSWORD)",
+                                 host=self.host("redis", 0))
 
     def couchdb_url(self) -> str:
         return (f"http://$(COUCHDB_USER):$(COUCHDB_PASSWORD)@couchdb-http.{self.ns}.svc.cluster.local:"

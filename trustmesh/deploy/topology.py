@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trustmesh.dataplane.client import CLUSTER_SCHEME
 from trustmesh.errors import ConfigError
 from trustmesh.services.redis_acl import ADMIN_USER, ROLE_RULES
 
 __all__ = [
     "COUCHDB_DATABASES", "CREDENTIALS", "IMAGES", "PORTS", "Topology", "aclfile_template",
-    "redis_conf",
+    "redis_cluster_url", "redis_conf",
 ]
 
 # Third-party images, pinned. Sawtooth's own published 1.2 images and PBFT engine 1.0 (its
@@ -127,6 +128,11 @@ class Topology:
                           couchdb_url: str) -> list[str]:
         return ["verify-round", "--workflow-id", workflow_id, "--round", round_, "--url", urls,
                 "--redis", redis_url, "--couchdb", couchdb_url]
+
+
+def redis_cluster_url(*, role: str, password: str, host: str) -> str:
+    """A role's Redis Cluster URL: the cluster client discovers every node from this one."""
+    return f"{CLUSTER_SCHEME}{role}:{password}@{host}:{PORTS['redis']}/0"
 
 
 def aclfile_template() -> str:
