@@ -23,6 +23,9 @@ LOGGER = logging.getLogger(__name__)
 
 SETTLED = ("accepted", "rejected", "failed")
 
+START_WAIT = 180.0
+"""Seconds the coordinator waits for a quorum of participants to be online before round 1."""
+
 
 def new_schedule_id(round_no: int) -> str:
     """A fresh schedule id for round ``round_no`` (unique within the workflow; the chain checks)."""
@@ -59,6 +62,7 @@ class Coordinator:
         resolve: Callable[[str], str] | None = None,
         poll_interval: float = 0.3,
         wait: Callable[[float], object] = time.sleep,
+        start_wait: float = START_WAIT,
     ) -> None:
         self.chain = chain
         self.doc = doc
@@ -67,6 +71,8 @@ class Coordinator:
         self.poll_interval = poll_interval
         self.wait = wait
         self.workflow_id: str = doc["workflow_id"]
+        self.start_wait = start_wait
+        self._started = time.monotonic()
 
     def register(self) -> WorkflowRecord:
         """Register the workflow unless the chain already has it; store its initial model."""
@@ -104,6 +110,8 @@ class Coordinator:
                 return "waiting"
         if workflow.last_round >= workflow.final_round:
             return "completed"
+        if workflow.last_round == 0 and not self._quorum_online(workflow):
+            return "waiting"
         next_round = workflow.last_round + 1
         try:
             self.chain.act("open_round", workflow_id=self.workflow_id, round=next_round,
@@ -113,6 +121,14 @@ class Coordinator:
             return "waiting"
         LOGGER.info("opened round %d", next_round)
         return "opened"
+
+    def _quorum_online(self, workflow: WorkflowRecord) -> bool:
+        """True once min_nodes_required participants keep a liveness key (or the start wait ran out),
+        so round 1's deadline is not spent while participant processes are still starting."""
+        if self.dataplane is None or time.monotonic() - self._started > self.start_wait:
+            return True
+        online = self.dataplane.alive_nodes(self.workflow_id) & set(workflow.participants)
+        return len(online) >= workflow.spec.min_nodes_required
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> None:
         self.register()

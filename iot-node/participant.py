@@ -74,8 +74,10 @@ class Participant:
         submitted: list[SubmittedRound] = []
         while not stop():
             try:
-                self.dataplane.mark_alive(self.workflow_id, self.chain.public_key, LIVENESS_TTL)
                 workflow = self.chain.workflow(self.workflow_id)
+                if workflow is not None:
+                    self.local_data(workflow)  # ready to train before announcing liveness
+                    self.dataplane.mark_alive(self.workflow_id, self.chain.public_key, LIVENESS_TTL)
                 if workflow is not None and workflow.status == "completed":
                     return submitted
                 outcome = self.step(workflow) if workflow is not None else None
