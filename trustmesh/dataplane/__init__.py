@@ -1,4 +1,5 @@
 """The Redis data plane (DESIGN §4): key names, submission records, the idempotent append, blobs."""
+from trustmesh.dataplane import keys
 from trustmesh.dataplane.append import AppendResult, append_submission
 from trustmesh.dataplane.client import connect
 from trustmesh.dataplane.errors import BlobHashMismatch, DataPlaneError
@@ -8,5 +9,5 @@ from trustmesh.dataplane.store import Blob, DataPlane, MemoryDataPlane, RedisDat
 __all__ = [
     "AppendResult", "Blob", "BlobHashMismatch", "DataPlane", "DataPlaneError", "MemoryDataPlane",
     "RecordError", "RedisDataPlane", "RoundMirror", "SubmissionRecord", "append_submission", "connect",
-    "sha512_hex",
+    "keys", "sha512_hex",
 ]
