@@ -274,3 +274,40 @@ def test_f16_refuses_values_it_cannot_hold():
     delta["fc2.bias"] = delta["fc2.bias"] + 1e6
     with pytest.raises(UpdateRejected, match="float16"):
         encode_update(delta, "f16")
+
+
+# ------------------------------------------------------------------ property: any layout, any codec
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes=st.lists(st.lists(st.integers(1, 6), min_size=0, max_size=3), min_size=1, max_size=4),
+    codec=st.sampled_from(CODECS),
+    fraction=st.floats(0.01, 1.0),
+    seed=st.integers(0, 2**16),
+    magnitude=st.sampled_from([1e-6, 1e-2, 1.0, 1e3]),
+)
+def test_round_trip_any_layout(shapes, codec, fraction, seed, magnitude):
+    rng = np.random.default_rng(seed)
+    spec = ParamSpec.of([(f"t{i}.w", tuple(s)) for i, s in enumerate(shapes)])
+    update = {name: np.asarray(rng.standard_normal(shape) * magnitude, dtype=np.float32) for name, shape in spec}
+    data = encode_update(update, codec, topk_fraction=fraction)
+    out = decode_update(data, spec, max_bytes=max_envelope_bytes(spec, codec))
+    assert list(out) == list(spec.names)
+    for name, x in update.items():
+        y = out[name]
+        assert y.shape == x.shape and y.dtype == np.float32
+        peak = float(np.abs(x).max())
+        err = float(np.abs(y - x).max())
+        if codec == "f32":
+            assert err == 0.0
+        elif codec == "f16":
+            assert err <= peak * 2.0**-11 + 2.0**-24
+        elif codec == "int8":
+            assert err <= peak / 127 / 2 * (1 + 1e-5)
+        else:
+            assert err <= peak * (1 + 1e-5)  # a dropped coordinate is never larger than the kept ones
+    assert decode_update(data, spec, max_bytes=len(data)) is not None  # the bound is the exact size

@@ -102,7 +102,7 @@ class ErrorFeedback:
 
 
 def _f32(arr: np.ndarray, name: str) -> np.ndarray:
-    out = np.ascontiguousarray(arr, dtype="<f4")
+    out = np.asarray(arr, dtype="<f4", order="C")  # keeps 0-d shapes (ascontiguousarray would not)
     if out.size and not _all_finite(out):
         raise UpdateRejected(f"{name}: non-finite value; refusing to encode")
     return out

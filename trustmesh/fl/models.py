@@ -88,7 +88,7 @@ def count_params(model: nn.Module) -> int:
 
 def save_model(params: Mapping[str, np.ndarray], path: str | Path) -> None:
     """Write named float32 arrays as a safetensors file; the order is kept in its metadata."""
-    arrays = {name: np.ascontiguousarray(arr, dtype=np.float32) for name, arr in params.items()}
+    arrays = {name: np.asarray(arr, dtype=np.float32, order="C") for name, arr in params.items()}
     save_file(arrays, str(path), metadata={"format": "trustmesh-fl", "order": json.dumps(list(arrays))})
 
 
@@ -105,7 +105,7 @@ def load_model(path: str | Path, spec: ParamSpec | None = None) -> Params:
     order = json.loads(metadata["order"]) if "order" in metadata else list(arrays)
     if sorted(order) != sorted(arrays):
         raise ConfigError(f"model file {path}: metadata order does not match its tensors")
-    params = {name: np.ascontiguousarray(arrays[name], dtype=np.float32) for name in order}
+    params = {name: np.asarray(arrays[name], dtype=np.float32, order="C") for name in order}
     if spec is not None and spec_of(params) != spec:
         raise ConfigError(f"model file {path} does not match the expected model spec")
     return params

@@ -110,7 +110,7 @@ def spec_for_model(name: str) -> ParamSpec:
 def get_params(model: torch.nn.Module) -> Params:
     """Copy a model's state into named C-contiguous float32 arrays, in ``state_dict`` order."""
     return {
-        name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32).copy()
+        name: np.array(t.detach().cpu().numpy(), dtype=np.float32, order="C", copy=True)
         for name, t in model.state_dict().items()
     }
 

@@ -110,7 +110,7 @@ def client_partition(
     if not 0 <= index < n:
         raise ConfigError(f"partition index {index} out of range for {n} participants")
     data = load_dataset(dataset_name)
-    labels = np.empty(int(max(data.train_indices.max(), data.test_indices.max())) + 1, dtype=np.int64)
+    labels = np.zeros(int(data.train_indices.max()) + 1, dtype=np.int64)
     labels[data.train_indices] = data.y_train
     parts = partition_indices(
         labels, data.train_indices, scheme, n, alpha=alpha, shards_per_client=shards_per_client, seed=seed
