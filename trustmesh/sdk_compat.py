@@ -80,7 +80,7 @@ class Stream:
     def send(self, message_type: int, content: bytes) -> Any:
         """Send a request; return the SDK ``Future`` its reply resolves."""
         from sawtooth_sdk.messaging.exceptions import ValidatorConnectionError
-        from sawtooth_sdk.messaging.future import Future
+        from sawtooth_sdk.messaging.future import Future, FutureCollectionKeyError
         from sawtooth_sdk.protobuf.validator_pb2 import Message
 
         if not self._ready.is_set():
@@ -88,6 +88,14 @@ class Stream:
         message = Message(message_type=message_type, correlation_id=_new_id(), content=content)
         future = Future(message.correlation_id, request_type=message_type)
         self._futures.put(future)
+        if not self._ready.is_set():
+            # the connection dropped between the check above and the put: the I/O thread may
+            # already have failed every pending future, so this one would never be resolved
+            try:
+                self._futures.remove(message.correlation_id)
+            except FutureCollectionKeyError:
+                pass
+            raise ValidatorConnectionError()
         self._enqueue(message)
         return future
 
@@ -147,9 +155,17 @@ class Stream:
             self._inbox.put(item)
 
     def _fail_pending_futures(self) -> None:
+        """Resolve every outstanding request with a connection error and forget it.
+
+        The collection is copied and emptied under its own lock: callers on other threads keep
+        adding futures, and iterating the live dict here would raise mid-iteration.
+        """
         from sawtooth_sdk.messaging.future import FutureError
 
-        for future in list(self._futures.future_values()):
+        with self._futures._lock:  # noqa: SLF001 — the SDK's collection offers no atomic drain
+            pending = list(self._futures._futures.values())  # noqa: SLF001
+            self._futures._futures.clear()  # noqa: SLF001
+        for future in pending:
             future.set_result(FutureError())
 
     def _run(self, started: queue.Queue[BaseException | None]) -> None:
@@ -168,33 +184,41 @@ class Stream:
             poller.register(s, zmq.POLLIN)
         was_disconnected = False
         while not self._closed.is_set():
-            events = dict(poller.poll(_POLL_MS))
-            if self._wake_recv in events:
-                while self._wake_recv.poll(0):
-                    self._wake_recv.recv()
-            if monitor in events:
-                event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
-                if event == zmq.EVENT_DISCONNECTED:
-                    LOGGER.info("lost the validator at %s; reconnecting", self._url)
-                    self._ready.clear()
-                    was_disconnected = True
-                    self._fail_pending_futures()
-                elif event == zmq.EVENT_CONNECTED and was_disconnected:
-                    was_disconnected = False
-                    self._ready.set()
-                    self._deliver(RECONNECT_EVENT)
-            if sock in events:
-                while sock.poll(0):
-                    self._on_frame(sock.recv_multipart())
-            while True:
-                try:
-                    message = self._outbox.get_nowait()
-                except queue.Empty:
-                    break
-                sock.send_multipart([message.SerializeToString()])
+            try:
+                was_disconnected = self._step(sock, monitor, poller, was_disconnected)
+            except Exception:  # the I/O thread must survive one bad frame or send
+                LOGGER.exception("error in the validator stream's I/O loop")
         sock.disable_monitor()
         monitor.close(linger=0)
         sock.close(linger=0)
+
+    def _step(self, sock: zmq.Socket, monitor: zmq.Socket, poller: zmq.Poller, was_disconnected: bool) -> bool:
+        """One poll round: wake-ups, connection events, incoming frames, outgoing messages."""
+        events = dict(poller.poll(_POLL_MS))
+        if self._wake_recv in events:
+            while self._wake_recv.poll(0):
+                self._wake_recv.recv()
+        if monitor in events:
+            event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                LOGGER.info("lost the validator at %s; reconnecting", self._url)
+                self._ready.clear()
+                was_disconnected = True
+                self._fail_pending_futures()
+            elif event == zmq.EVENT_CONNECTED and was_disconnected:
+                was_disconnected = False
+                self._ready.set()
+                self._deliver(RECONNECT_EVENT)
+        if sock in events:
+            while sock.poll(0):
+                self._on_frame(sock.recv_multipart())
+        while True:
+            try:
+                message = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            sock.send_multipart([message.SerializeToString()])
+        return was_disconnected
 
     def _on_frame(self, frames: list[bytes]) -> None:
         from google.protobuf.message import DecodeError

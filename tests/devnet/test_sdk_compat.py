@@ -1,0 +1,90 @@
+"""The thread-based SDK Stream: replies resolve futures; a lost validator fails them and reconnects."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import zmq
+from sawtooth_sdk.messaging.exceptions import ValidatorConnectionError
+from sawtooth_sdk.protobuf.validator_pb2 import Message
+
+from trustmesh.net import free_port
+from trustmesh.sdk_compat import RECONNECT_EVENT, Stream
+
+
+def _router(url: str) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.linger = 0
+    sock.bind(url)
+    return sock
+
+
+def _answer_one(router: zmq.Socket) -> None:
+    assert router.poll(10_000)
+    identity, data = router.recv_multipart()
+    request = Message.FromString(data)
+    reply = Message(message_type=Message.PING_RESPONSE, correlation_id=request.correlation_id)
+    router.send_multipart([identity, reply.SerializeToString()])
+
+
+def test_reply_resolves_the_future() -> None:
+    url = f"tcp://127.0.0.1:{free_port()}"
+    router = _router(url)
+    stream = Stream(url)
+    try:
+        future = stream.send(Message.PING_REQUEST, b"")
+        _answer_one(router)
+        assert future.result(10).message_type == Message.PING_RESPONSE
+    finally:
+        stream.close()
+        router.close(linger=0)
+
+
+def test_lost_validator_fails_pending_futures_while_others_send_then_reconnects() -> None:
+    url = f"tcp://127.0.0.1:{free_port()}"
+    router = _router(url)
+    stream = Stream(url)
+    futures = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        while not stop.is_set():
+            try:
+                future = stream.send(Message.PING_REQUEST, b"")
+            except ValidatorConnectionError:
+                continue
+            with lock:
+                futures.append(future)
+
+    try:
+        first = stream.send(Message.PING_REQUEST, b"")
+        _answer_one(router)
+        assert first.result(10).message_type == Message.PING_RESPONSE
+        senders = [threading.Thread(target=keep_sending) for _ in range(3)]
+        for sender in senders:
+            sender.start()
+        router.close(linger=0)  # the validator goes away with requests outstanding
+        reconnected = stream.receive()
+        stop.set()
+        for sender in senders:
+            sender.join(10)
+        with lock:
+            outstanding = list(futures)
+        assert outstanding
+        for future in outstanding:
+            with pytest.raises(ValidatorConnectionError):
+                future.result(10).content  # noqa: B018 — reading content raises on a failed future
+        router = _router(url)  # the validator is back on the same endpoint
+        assert reconnected.result(15) == RECONNECT_EVENT
+        again = stream.send(Message.PING_REQUEST, b"")
+        deadline = time.monotonic() + 20
+        while not again.done() and time.monotonic() < deadline:  # requests queued before the drop come first
+            if router.poll(100):
+                _answer_one(router)
+        assert again.result(10).message_type == Message.PING_RESPONSE
+    finally:
+        stop.set()
+        stream.close()
+        router.close(linger=0)
