@@ -60,6 +60,18 @@ def _k8s_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+def _shell_blocks(markdown: str) -> list[str]:
+    """The lines of every ```sh fenced block (indented ones too)."""
+    lines, inside = [], None
+    for line in markdown.splitlines():
+        fence = line.strip()
+        if fence.startswith("```"):
+            inside = None if inside is not None else fence[3:].strip()
+        elif inside in {"sh", "bash", "console"}:
+            lines.append(line)
+    return lines
+
+
 def _text_commands() -> list[tuple[str, list[str]]]:
     """`trustmesh ...` lines in shell scripts and in docs/deploy.md's code blocks."""
     found = []
@@ -67,12 +79,14 @@ def _text_commands() -> list[tuple[str, list[str]]]:
     sources.update({f"scripts:{name}": text for name, text in SCRIPTS.items()})
     docs = REPO / "docs" / "deploy.md"
     if docs.exists():
-        sources["docs/deploy.md"] = "\n".join(re.findall(r"```(?:sh|bash|console)?\n(.*?)```",
-                                                         docs.read_text(), re.S))
+        sources["docs/deploy.md"] = "\n".join(_shell_blocks(docs.read_text()))
     for where, text in sources.items():
         text = text.replace("\\\n", " ")
         for line in text.splitlines():
-            match = re.search(r"(?:^|\s|exec\s)trustmesh\s+(.*)$", line.strip())
+            if " sh -c " in line:  # e.g. kubectl exec POD -- sh -c 'trustmesh ...'
+                words = shlex.split(line)
+                line = next(words[i + 2] for i in range(len(words) - 2) if words[i:i + 2] == ["sh", "-c"])
+            match = re.match(r"(?:exec\s+)?trustmesh\s+(.*)$", line.strip())
             if not match or "$@" in line or line.lstrip().startswith("#"):
                 continue
             words = shlex.split(match.group(1).split(" | ")[0].split(" && ")[0], comments=True)
