@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -148,24 +149,126 @@ def commit_latencies(client: LedgerClient, count: int) -> list[float]:
     return latencies
 
 
-def _start_processors(url: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+# -- optional CPU profiles of devnet and the TP (--profile) ----------------------------------------
+_CATEGORIES = (
+    ("protobuf (pure Python)", ("google/protobuf",)),
+    ("zmq send/recv/poll", ("zmq/",)),
+    ("secp256k1 verify/sign", ("secp256k1", "sawtooth_signing")),
+    ("sqlite (state write, commit)", ("sqlite3",)),
+    ("sha512 / hashing", ("_hashlib", "sha512", "hashlib")),
+    ("threads, locks, queues", ("_thread", "threading.py", "queue.py", "concurrent/futures")),
+    ("SDK processor + handler", ("sawtooth_sdk/", "demo_tp")),
+    ("devnet code", ("/devnet/",)),
+)
+
+
+def _profile_child(out: str, module: str, argv: list[str]) -> int:
+    """Run ``module`` as __main__ under cProfile counting CPU time; write the stats to ``out``."""
+    import cProfile
+    import runpy
+
+    sys.argv = [module, *argv]
+    profile = cProfile.Profile(time.process_time)
+    profile.enable()
+    try:
+        runpy.run_module(module, run_name="__main__")
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        profile.disable()
+        profile.dump_stats(out)
+    return 0
+
+
+_BUILTIN_KINDS = (
+    ("sqlite (state write, commit)", "sqlite3"),
+    ("secp256k1 verify/sign", "secp256k1"),
+    ("sha512 / hashing", "_hashlib"),
+    ("threads, locks, queues", "_thread"),
+)
+
+
+def _category(filename: str, function: str) -> str | None:
+    if filename == "~" or filename.startswith("<frozen"):
+        # a built-in: its own kind when it names one, else charged to whoever called it
+        return next((name for name, mark in _BUILTIN_KINDS if mark in function), None)
+    where = f"{filename}:{function}"
+    return next((name for name, marks in _CATEGORIES if any(m in where for m in marks)), "other")
+
+
+def cpu_split(path: Path) -> dict[str, float]:
+    """Share (%) of a profiled process's CPU by kind of work; built-ins are charged to their callers."""
+    import pstats
+
+    totals = dict.fromkeys([name for name, _ in _CATEGORIES] + ["other"], 0.0)
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    for (filename, _line, function), (_cc, _nc, tottime, _ct, callers) in stats.items():
+        name = _category(filename, function)
+        if name is not None:
+            totals[name] += tottime
+            continue
+        for (c_file, _c_line, c_function), edge in callers.items():
+            totals[_category(c_file, c_function) or "other"] += edge[2]
+    grand = sum(totals.values()) or 1.0
+    return {name: round(100 * seconds / grand, 1) for name, seconds in totals.items() if seconds > 0}
+
+
+def _command(module: str, argv: list[str], profile_out: Path | None) -> list[str]:
+    if profile_out is None:
+        return [sys.executable, "-m", module, *argv]
+    return [sys.executable, str(Path(__file__).resolve()), "--profile-child", str(profile_out), module, *argv]
+
+
+class _ProfiledDevnet:
+    """devnet under the CPU profiler (DevnetProcess cannot wrap its interpreter); stopped by PID."""
+
+    def __init__(self, *, data_dir: Path, port: int, profile_out: Path) -> None:
+        self.url = f"tcp://127.0.0.1:{port}"
+        self._argv = ["--bind", self.url, "--data", str(data_dir)]
+        self._out = profile_out
+        self._log = data_dir.parent / "devnet.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        from trustmesh.devnet.launch import ping
+
+        with open(self._log, "ab") as log:
+            self._process = subprocess.Popen(
+                _command("trustmesh.devnet", self._argv, self._out), stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 60
+        while not ping(self.url, timeout=0.5):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"profiled devnet did not start; see {self._log}")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _stop([self._process], signum=signal.SIGINT)
+
+
+def _start_processors(
+    url: str, count: int, log_dir: Path, profile_dir: Path | None
+) -> list[subprocess.Popen[bytes]]:
     processes = []
     for index in range(count):
+        out = profile_dir / f"tp-{index}.prof" if profile_dir is not None else None
         log = open(log_dir / f"tp-{index}.log", "wb")  # noqa: SIM115 — closed with the process
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "trustmesh.devnet.demo_tp", "--url", url],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                _command("trustmesh.devnet.demo_tp", ["--url", url], out), stdout=log, stderr=subprocess.STDOUT
             )
         )
     return processes
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+def _stop(processes: list[subprocess.Popen[bytes]], *, signum: int = signal.SIGTERM) -> None:
     for process in processes:
         if process.poll() is None:
-            process.terminate()
+            process.send_signal(signum)
     for process in processes:
         try:
             process.wait(10)
@@ -179,9 +282,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         transactions=args.transactions, batch_size=args.batch_size, signers=args.submitters
     )
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
-        devnet = DevnetProcess(data_dir=Path(tmp) / "ledger", port=free_port())
+        profile_dir = Path(tmp) if args.profile else None
+        devnet: DevnetProcess | _ProfiledDevnet
+        if profile_dir is not None:
+            devnet = _ProfiledDevnet(data_dir=Path(tmp) / "ledger", port=free_port(), profile_out=profile_dir / "devnet.prof")
+        else:
+            devnet = DevnetProcess(data_dir=Path(tmp) / "ledger", port=free_port())
         devnet.start()
-        processors = _start_processors(devnet.url, args.processors, Path(tmp))
+        processors = _start_processors(devnet.url, args.processors, Path(tmp), profile_dir)
         client = LedgerClient(urls=[devnet.url], timeout=30.0)
         try:
             signer = new_signer()
@@ -211,8 +319,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             devnet_stats = stats() if callable(stats) else {}
         finally:
             client.close()
-            _stop(processors)
+            _stop(processors, signum=signal.SIGINT if profile_dir is not None else signal.SIGTERM)
             devnet.stop()
+        splits: dict[str, object] = {}
+        if profile_dir is not None:
+            splits["devnet_cpu_split_pct"] = cpu_split(profile_dir / "devnet.prof")
+            splits["tp_cpu_split_pct"] = cpu_split(profile_dir / "tp-0.prof")
     verified, verify_seconds = verify_all(batches)
     per_txn_verifies = 1 + 1 / args.batch_size
     verify_rate = verified / verify_seconds
@@ -246,12 +358,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "readback_ok": readback_ok,
         "listed_entries": listed,
         "devnet": devnet_stats,
+        "profiled": bool(args.profile),
+        **splits,
         "goal_tps": GOAL_TPS,
         "goal_met": committed / elapsed >= GOAL_TPS and not failures and checks_on,
     }
 
 
-def _pid(devnet: DevnetProcess) -> int | None:
+def _pid(devnet: DevnetProcess | _ProfiledDevnet) -> int | None:
     for name in ("pid", "process"):
         value = getattr(devnet, name, None)
         if isinstance(value, int):
@@ -326,18 +440,30 @@ def print_table(figures: dict[str, object]) -> None:
     devnet_stats = f.get("devnet")
     if isinstance(devnet_stats, dict):
         rows += [(f"devnet: {key}", str(value)) for key, value in devnet_stats.items()]
+    for process in ("devnet", "tp"):
+        split = f.get(f"{process}_cpu_split_pct")
+        if isinstance(split, dict):
+            rows += [(f"{process} CPU share (profiled): {name}", f"{pct}%") for name, pct in split.items()]
+    if f.get("profiled"):
+        rows.append(("note", "profiled run: rates and CPU figures include the profiler's overhead"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--profile-child"]:
+        return _profile_child(argv[1], argv[2], argv[3:])
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--transactions", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--submitters", type=int, default=4)
     parser.add_argument("--processors", type=int, default=1, help="demo TP processes")
     parser.add_argument("--latency-samples", type=int, default=10, help="one-transaction commits timed after the run")
+    parser.add_argument(
+        "--profile", action="store_true", help="run devnet and the TP under a CPU profiler and split their CPU by kind"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     figures = run(args)

@@ -291,3 +291,32 @@ def test_list_state_goes_on_at_the_head_when_the_old_root_is_gone(validator, cli
     validator.on(Message.CLIENT_STATE_LIST_REQUEST, answer)
 
     assert list(client.list_state("abcdef", page_size=2)) == entries
+
+
+def test_concurrent_requests_each_get_their_own_answer(validator, client):
+    Response = client_state_pb2.ClientStateGetResponse
+
+    def echo(received: Received):
+        address = client_state_pb2.ClientStateGetRequest.FromString(received.message.content).address
+        return Message.CLIENT_STATE_GET_RESPONSE, Response(status=Response.OK, value=address.encode()).SerializeToString()
+
+    validator.on(Message.CLIENT_STATE_GET_REQUEST, echo)
+    results: dict[str, bytes | None] = {}
+    errors: list[BaseException] = []
+
+    def ask(index: int) -> None:
+        for round_ in range(10):
+            address = f"{index:02x}{round_:02x}" * 17 + "ab"
+            try:
+                results[address] = client.get_state(address)
+            except BaseException as exc:  # collected for the assertion below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert len(results) == 80 and all(value == address.encode() for address, value in results.items())
