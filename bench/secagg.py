@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ def timed(fn, *args, **kwargs):
     return out, time.process_time() - started
 
 
-def run(n: int, dim: int, drop: int, seed: int) -> dict[str, float]:
+def run(n: int, dim: int, drop: int, seed: int) -> dict[str, Any]:
     """One full round with no dropout and one with ``drop`` dropouts; per-phase times and bytes."""
     rng = np.random.default_rng(seed)
     threshold = n // 2 + 1
@@ -128,7 +129,8 @@ def main() -> None:
     dim = args.dim or count_params(build_model("mlp", seed=0))
     epoch = local_epoch_seconds(repeats=5)
 
-    rows, figures = [], {"dim": dim, "local_epoch_s": round(epoch, 4)}
+    rows: list[tuple[Any, ...]] = []
+    figures: dict[str, Any] = {"dim": dim, "local_epoch_s": round(epoch, 4)}
     for n in args.participants:
         drop = max(1, int(round(n * args.drop_fraction)))
         r = run(n, dim, drop, seed=n)

@@ -83,23 +83,56 @@ def test_survivor_refuses_both_shares_of_one_participant(secagg_round):
     ids = sorted(round_.participants)
     me, peer = ids[0], ids[3]
     alive = set(ids)
-    with pytest.raises(RevealRefused):
-        round_.participants[me].unmask_reveal(alive, {peer}, round_.inbox(me))
-    # asked first with the peer alive, later with the peer dropped: the second request is refused
     vectors, _, weights = _inputs(ids)
     round_.participants[me].masked_input(vectors[me], weights[me])
+    with pytest.raises(RevealRefused, match="both shares"):
+        round_.participants[me].unmask_reveal(alive, {peer}, round_.inbox(me))
+    # asked first with the peer alive, later with the peer dropped: the second request is refused
     first = round_.participants[me].unmask_reveal(alive, set(), round_.inbox(me))
     assert peer in first.seed_shares and not first.key_shares
-    with pytest.raises(RevealRefused):
+    with pytest.raises(RevealRefused, match="revealed earlier"):
         round_.participants[me].unmask_reveal(alive - {peer}, {peer}, round_.inbox(me))
     again = round_.participants[me].unmask_reveal(alive, set(), round_.inbox(me))
     assert again.seed_shares == first.seed_shares
+
+
+def test_no_reveal_without_a_masked_input(secagg_round):
+    round_ = secagg_round(4, 3)
+    me = sorted(round_.participants)[0]
+    with pytest.raises(RevealRefused, match="no masked input"):
+        round_.participants[me].unmask_reveal(set(round_.participants), set(), round_.inbox(me))
+
+
+def test_one_masked_input_per_round(secagg_round):
+    round_ = secagg_round(4, 3)
+    me = sorted(round_.participants)[0]
+    person = round_.participants[me]
+    vector = np.linspace(-0.1, 0.1, 50, dtype=np.float32)
+    first = person.masked_input(vector, 0.25)
+    np.testing.assert_array_equal(person.masked_input(vector, 0.25), first)  # a retry: same bytes
+    with pytest.raises(SecAggFailed, match="already produced"):
+        person.masked_input(vector * 2, 0.25)
+
+
+def test_unmask_is_deterministic_for_verify_round(secagg_round):
+    round_ = secagg_round(5, 3)
+    ids = sorted(round_.participants)
+    vectors, _, weights = _inputs(ids)
+    dropped = {ids[2]}
+    survivors = set(ids) - dropped
+    masked = {pid: round_.participants[pid].masked_input(vectors[pid], weights[pid]) for pid in survivors}
+    reveals = {pid: round_.participants[pid].unmask_reveal(survivors, dropped, round_.inbox(pid))
+               for pid in survivors}
+    first = round_.server().unmask(masked, reveals)
+    second = round_.server().unmask(dict(reversed(list(masked.items()))), reveals)
+    assert first.tobytes() == second.tobytes()
 
 
 def test_reveal_gives_seed_shares_of_survivors_and_key_shares_of_dropped(secagg_round):
     round_ = secagg_round(5, 3)
     ids = sorted(round_.participants)
     dropped = {ids[4]}
+    round_.participants[ids[0]].masked_input(np.zeros(8, dtype=np.float32), 0.2)
     reveal = round_.participants[ids[0]].unmask_reveal(set(ids) - dropped, dropped, round_.inbox(ids[0]))
     assert set(reveal.seed_shares) == set(ids) - dropped
     assert set(reveal.key_shares) == dropped
@@ -140,6 +173,7 @@ def test_unreadable_envelope_is_reported_not_fatal(secagg_round):
     me = ids[0]
     inbox = round_.inbox(me)
     inbox[ids[1]] = inbox[ids[2]]  # an envelope from ids[2] presented as coming from ids[1]
+    round_.participants[me].masked_input(np.zeros(8, dtype=np.float32), 0.2)
     reveal = round_.participants[me].unmask_reveal(set(ids), set(), inbox)
     assert reveal.unreadable == (ids[1],)
     assert ids[1] not in reveal.seed_shares and ids[2] in reveal.seed_shares
@@ -151,3 +185,23 @@ def test_overflowing_input_is_refused(secagg_round):
     huge = np.full(10, 1e6, dtype=np.float32)
     with pytest.raises(SecAggFailed, match="capacity"):
         round_.participants[pid].masked_input(huge, 1.0)
+
+
+def test_distributed_dp_composes_with_secure_aggregation(secagg_round):
+    """Each participant clips and noises, then masks: the unmasked mean is the mean of the noisy deltas."""
+    from trustmesh.privacy.dp import DistributedNoise, RoundPrivatizer
+
+    round_ = secagg_round(5, 3)
+    ids = sorted(round_.participants)
+    plan = DistributedNoise(noise_multiplier=1.0, clip=0.5, expected_nodes=5, min_nodes=3)
+    rng = np.random.default_rng(11)
+    noisy = {}
+    for i, pid in enumerate(ids):
+        delta = {"w": rng.normal(0, 1.0, (10, 8)).astype(np.float32), "b": rng.normal(0, 1.0, 10).astype(np.float32)}
+        private = RoundPrivatizer(noise=plan, rng=np.random.default_rng(i)).privatize(1, delta)
+        noisy[pid] = np.concatenate([private.params["w"].ravel(), private.params["b"]])
+    weights = dict.fromkeys(ids, 1 / 5)
+    total = round_.run(noisy, weights, dropped=set())
+    plain = fedavg([noisy[pid] for pid in ids], [1] * 5)
+    assert np.max(np.abs(weighted_mean(total, list(weights.values())) - plain)) <= \
+        RingQuantizer().error_bound(5) + 1e-6

@@ -69,7 +69,7 @@ def weighted_noise_multiplier(weights: list[float] | np.ndarray, noise_multiplie
     The sensitivity of that sum is C * max(w); its noise std is z*C*sqrt(sum w^2 / n). Equal weights
     give back z; unequal (sample-weighted) FedAvg gives less, which the accountant must be told.
     """
-    w = np.asarray(weights, dtype=np.float64)
+    w: np.ndarray = np.asarray(weights, dtype=np.float64)
     if w.size == 0 or np.any(w < 0) or float(w.max()) <= 0:
         raise PrivacyConfigError("weights must be non-negative with at least one positive")
     return float(noise_multiplier * math.sqrt(float(np.dot(w, w)) / w.size) / float(w.max()))

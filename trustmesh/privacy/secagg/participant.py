@@ -1,6 +1,7 @@
 """One participant's side of secure aggregation for one round (fresh keys every round)."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping
 
 import numpy as np
@@ -36,6 +37,7 @@ class Participant:
         self._own_shares: tuple[Share, Share] | None = None
         self._members: frozenset[str] = frozenset()
         self._revealed: dict[str, str] = {}  # peer -> "seed" | "key", for the whole round
+        self._submitted: tuple[bytes, np.ndarray] | None = None  # (digest of the input, masked input)
 
     def advertise(self) -> PublicKeys:
         """Phase 0: the public keys and seed commitment to publish."""
@@ -73,10 +75,18 @@ class Participant:
         """Phase 2: quantize weight*delta into Z/2^32, add the self mask and the pairwise masks.
 
         ``members`` is the set whose shares were delivered (default: the whole roster); the
-        survivor and dropped sets of phase 3 must split it.
+        survivor and dropped sets of phase 3 must split it. Once per round: a retry with the same
+        input gets the same bytes; a different input is refused (two inputs under one mask leak
+        their difference).
         """
         if not self._roster:
             raise SecAggFailed("share_keys must run before masked_input")
+        digest = hashlib.sha256(np.ascontiguousarray(delta_vector, dtype=np.float32).tobytes()
+                                + repr((float(weight), sorted(members or ()))).encode()).digest()
+        if self._submitted is not None:
+            if self._submitted[0] != digest:
+                raise SecAggFailed("a different masked input was already produced this round")
+            return self._submitted[1].copy()
         if members is not None:
             chosen = frozenset(members)
             if self.participant_id not in chosen or not chosen <= frozenset(self._roster):
@@ -90,13 +100,14 @@ class Participant:
         for peer in self._members - {self.participant_id}:
             total += pairwise_mask(self._mask_key, self._roster[peer].mask_public, round_id=self.round_id,
                                    me=self.participant_id, peer=peer, length=total.size)
+        self._submitted = (digest, total.copy())
         return total
 
     def unmask_reveal(self, survivors: Collection[str], dropped: Collection[str],
                       ciphertexts_for_me: Mapping[str, bytes]) -> Reveal:
         """Phase 3: for each peer reveal the seed share (survivor) or the mask-key share (dropped), never both."""
-        if self._own_shares is None:
-            raise SecAggFailed("share_keys must run before unmask_reveal")
+        if self._own_shares is None or self._submitted is None:
+            raise RevealRefused("this participant produced no masked input this round; it reveals nothing")
         alive, gone = frozenset(survivors), frozenset(dropped)
         both = alive & gone
         if both:

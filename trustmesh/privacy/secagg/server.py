@@ -37,7 +37,8 @@ class Server:
         if len(survivors) < self.threshold:
             raise SecAggFailed("fewer than t survivors")
         dropped = self.members - survivors
-        reveals = {pid: reveal for pid, reveal in reveals.items() if pid in survivors}
+        reveals = {pid: reveal for pid, reveal in reveals.items()
+                   if pid in survivors and reveal.participant_id == pid}
         if len(reveals) < self.threshold:
             raise SecAggFailed("fewer than t survivors revealed their shares")
         lengths = {np.asarray(vector).size for vector in masked_inputs.values()}
