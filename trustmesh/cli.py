@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devnet": ("trustmesh.devnet.cli", "run the embedded single-node ledger (Sawtooth 1.2 protocol)"),
     "iot": ("trustmesh.iot.cli", "run an IoT node: the coordinator or a participant"),
     "keygen": ("trustmesh.ledger.keygen", "write a secp256k1 key pair for a node"),
+    "privacy": ("trustmesh.privacy.cli", "DP budget: the on-chain round cap and epsilon spent per round"),
     "run": ("trustmesh.runner.cli", "run a whole federated training on this machine (the main job)"),
     "services": ("trustmesh.services.cli", "start a local Redis and PouchDB Server and print their URLs"),
     "tp": ("trustmesh.tp.cli", "run a transaction processor: federation or iot-data"),
