@@ -12,7 +12,7 @@ from sawtooth_sdk.protobuf.validator_pb2 import Message
 
 from trustmesh.errors import LedgerError, LedgerTimeout, TransactionRejected
 from trustmesh.ledger.batch import make_batch, make_transaction
-from trustmesh.ledger.client import LedgerClient
+from trustmesh.ledger.client import BatchInvalid, LedgerClient
 from trustmesh.ledger.keys import new_signer
 from trustmesh.net import free_port
 
@@ -112,8 +112,10 @@ def test_invalid_status_raises_with_the_processors_message(validator, client):
     validator.on(Message.CLIENT_BATCH_SUBMIT_REQUEST, _submit_ok)
     validator.on(Message.CLIENT_BATCH_STATUS_REQUEST, _statuses(Status.INVALID, "key k is frozen"))
 
-    with pytest.raises(TransactionRejected, match="key k is frozen"):
+    with pytest.raises(TransactionRejected, match="key k is frozen") as caught:
         client.submit([_batch()])
+    assert isinstance(caught.value, BatchInvalid)
+    assert caught.value.reason == "key k is frozen" and caught.value.transaction_id == "t" * 128
     # batch_status itself reports INVALID without raising
     [status] = client.batch_status(["b" * 128])
     assert status.status == "INVALID" and status.invalid_transactions[0].message == "key k is frozen"

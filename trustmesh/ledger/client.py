@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from trustmesh.ledger.events import EventStream
 
 __all__ = [
+    "BatchInvalid",
     "BatchStatus",
     "InvalidTransaction",
     "LedgerClient",
@@ -104,12 +105,17 @@ class SubmittedTransaction:
         return self.status.committed
 
 
-def _rejection(status: BatchStatus) -> TransactionRejected:
-    if status.invalid_transactions:
-        txn = status.invalid_transactions[0]
-        reason = txn.message or "no reason given"
-        return TransactionRejected(f"transaction {txn.transaction_id[:16]}… rejected: {reason}")
-    return TransactionRejected(f"batch {status.batch_id[:16]}… is INVALID")
+class BatchInvalid(TransactionRejected):
+    """A batch came back INVALID; ``reason`` is the processor's own message. Do not retry as is."""
+
+    def __init__(self, status: BatchStatus) -> None:
+        self.status = status
+        first = status.invalid_transactions[0] if status.invalid_transactions else None
+        self.transaction_id = first.transaction_id if first else ""
+        self.reason = (first.message if first else "") or "no reason given"
+        self.extended_data = first.extended_data if first else b""
+        what = f"transaction {self.transaction_id[:16]}…" if first else f"batch {status.batch_id[:16]}…"
+        super().__init__(f"{what} rejected: {self.reason}")
 
 
 class LedgerClient:
@@ -180,7 +186,7 @@ class LedgerClient:
         statuses = self.batch_status(ids, wait=wait, prefer_url=url)
         for status in statuses:
             if status.status == "INVALID":
-                raise _rejection(status)
+                raise BatchInvalid(status)
         return statuses
 
     def batch_status(
