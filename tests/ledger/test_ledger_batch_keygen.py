@@ -100,3 +100,14 @@ def test_keygen_refuses_to_overwrite_without_force(tmp_path, capsys):
 def test_keygen_rejects_path_like_names(tmp_path, name):
     assert cli.main(["keygen", name, "--dir", str(tmp_path)]) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_force_over_a_world_readable_key_file_leaves_it_private(tmp_path):
+    priv = tmp_path / "node2.priv"
+    priv.write_text("old\n")
+    priv.chmod(0o644)
+
+    assert cli.main(["keygen", "node2", "--dir", str(tmp_path), "--force"]) == 0
+
+    assert stat.S_IMODE(priv.stat().st_mode) == 0o600
+    assert priv.read_text().strip() != "old"

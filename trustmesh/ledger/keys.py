@@ -55,9 +55,9 @@ def write_key_pair(name: str, directory: Path, *, force: bool = False) -> tuple[
     signer = new_signer()
     private_hex = signer._private_key.as_hex()  # noqa: SLF001 — the SDK offers no public accessor
     fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode on open: tighten it before writing
     with os.fdopen(fd, "w") as handle:
         handle.write(private_hex + "\n")
-    os.chmod(priv_path, 0o600)
     public_hex = public_key_hex(signer)
     pub_path.write_text(public_hex + "\n")
     return priv_path, public_hex
