@@ -686,6 +686,27 @@ class _Render:
         ]
 
 
+def _writable_home(docs: list[Doc]) -> None:
+    """Our containers run with a read-only root file system: give each a writable /tmp (an
+    emptyDir) and HOME=/tmp, for the caches Python libraries write."""
+    for doc in docs:
+        pod = doc.get("spec", {}).get("template", {}).get("spec")
+        if not pod:
+            continue
+        ours = [c for c in pod.get("initContainers", []) + pod["containers"] if c["image"] == IMAGES["trustmesh"]]
+        if not ours:
+            continue
+        if not any(v["name"] == "tmp" for v in pod.setdefault("volumes", [])):
+            pod["volumes"].append({"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}})
+        for container in ours:
+            env = container.setdefault("env", [])
+            if not any(e["name"] == "HOME" for e in env):
+                env.insert(0, {"name": "HOME", "value": "/tmp"})
+            mounts = container.setdefault("volumeMounts", [])
+            if not any(m["mountPath"] == "/tmp" for m in mounts):
+                mounts.insert(0, {"name": "tmp", "mountPath": "/tmp"})
+
+
 def render_k8s(*, env: str, participants: int, compute_nodes: int | None = None,
                workflow_json: str | None = None, workflow_id: str = "mnist-fedavg") -> dict[str, str]:
     """Every manifest file for one profile: file name -> YAML text."""
@@ -711,4 +732,6 @@ def render_k8s(*, env: str, participants: int, compute_nodes: int | None = None,
         "70-participants.yaml": r.participants(),
         "90-network-policies.yaml": r.network_policies(),
     }
+    for docs in parts.values():
+        _writable_home(docs)
     return {name: yamlio.dump_all(docs, header=header) for name, docs in parts.items()}
