@@ -113,7 +113,7 @@ class Broadcaster:
         events = block_events(
             header=committed.block.header,
             block_id=committed.block.block_id,
-            receipts=committed.receipts,
+            receipts=[_receipt(blob) for blob in committed.receipts],
             wanted=wanted,
         )
         if not events:

@@ -14,13 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
-from sawtooth_sdk.protobuf.block_pb2 import BlockHeader
 from sawtooth_sdk.protobuf.client_batch_pb2 import ClientBatchGetRequest, ClientBatchGetResponse
 from sawtooth_sdk.protobuf.client_batch_submit_pb2 import (
     ClientBatchStatus,
     ClientBatchStatusRequest,
     ClientBatchStatusResponse,
-    ClientBatchSubmitRequest,
     ClientBatchSubmitResponse,
 )
 from sawtooth_sdk.protobuf.client_block_pb2 import (
@@ -48,6 +46,7 @@ from sawtooth_sdk.protobuf.client_transaction_pb2 import (
 from sawtooth_sdk.protobuf.transaction_receipt_pb2 import TransactionReceipt
 from sawtooth_sdk.protobuf.validator_pb2 import Message
 
+from trustmesh.devnet import wire
 from trustmesh.devnet.checks import BatchRejected, CheckedBatch, check_batch
 from trustmesh.devnet.publisher import Publisher
 from trustmesh.devnet.store import ChainStore, StoredBlock
@@ -104,19 +103,18 @@ class ClientHandlers:
         def answer(status: int) -> Response:
             return kind, ClientBatchSubmitResponse(status=status).SerializeToString()
 
-        request = ClientBatchSubmitRequest()
         try:
-            request.ParseFromString(content)
-        except DecodeError:
+            encoded = wire.split_submit_request(content)
+        except wire.WireError:
             return answer(ClientBatchSubmitResponse.INTERNAL_ERROR)
-        if self._publisher.queue_length + len(request.batches) > MAX_QUEUE:
+        if self._publisher.queue_length + len(encoded) > MAX_QUEUE:
             return answer(ClientBatchSubmitResponse.QUEUE_FULL)
         accepted: list[CheckedBatch] = []
         seen_batches: set[str] = set()
         seen_txns: set[str] = set()
         try:
-            for batch in request.batches:
-                checked = check_batch(batch)
+            for raw in encoded:
+                checked = check_batch(raw)
                 if checked.batch_id in seen_batches or self._already_known(checked.batch_id):
                     continue  # a batch submitted again is not queued twice
                 txn_ids = [t.txn_id for t in checked.transactions]
@@ -280,7 +278,10 @@ class ClientHandlers:
         proto = ClientBlockGetResponse
         if stored is None:
             return Message.CLIENT_BLOCK_GET_RESPONSE, proto(status=proto.NO_RESOURCE).SerializeToString()
-        return Message.CLIENT_BLOCK_GET_RESPONSE, proto(status=proto.OK, block=stored.block).SerializeToString()
+        # status OK (field 1) + the stored block bytes as field 2: no re-encoding of the block
+        return Message.CLIENT_BLOCK_GET_RESPONSE, wire.varint(1 << 3) + wire.varint(proto.OK) + wire.bytes_field(
+            2, stored.raw
+        )
 
     def block_get(self, message_type: int, content: bytes) -> Response:
         proto = ClientBlockGetResponse
@@ -407,7 +408,3 @@ class ClientHandlers:
 
 def _hex_num(block_num: int) -> str:
     return f"0x{block_num:016x}"
-
-
-def block_header(stored: StoredBlock) -> BlockHeader:
-    return stored.header

@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sawtooth_sdk.protobuf.block_info_pb2 import BlockInfo
-from sawtooth_sdk.protobuf.events_pb2 import Event
-from sawtooth_sdk.protobuf.transaction_receipt_pb2 import StateChange, TransactionReceipt
 
+from trustmesh.devnet import wire
 from trustmesh.devnet.checks import CheckedBatch, CheckedTransaction
 
 ADDRESS_RE = re.compile(r"^[0-9a-f]{70}$")
@@ -79,7 +78,7 @@ class TxnContext:
         self._outputs = tuple(txn.header.outputs)
         self._reader = reader
         self.writes: dict[str, bytes | None] = {}
-        self.events: list[Event] = []
+        self.events: list[bytes] = []  # encoded Events, as the TP sent them
         self.data: list[bytes] = []
 
     def _check(self, address: str, allowed: tuple[str, ...]) -> None:
@@ -104,15 +103,10 @@ class TxnContext:
         for address in addresses:
             self.writes[address] = None
 
-    def receipt(self) -> TransactionReceipt:
-        changes = [
-            StateChange(address=a, value=v, type=StateChange.SET)
-            if v is not None
-            else StateChange(address=a, type=StateChange.DELETE)
-            for a, v in self.writes.items()
-        ]
-        return TransactionReceipt(
-            state_changes=changes, events=self.events, data=self.data, transaction_id=self.txn.txn_id
+    def receipt(self) -> bytes:
+        """The encoded TransactionReceipt of this attempt."""
+        return wire.encode_receipt(
+            transaction_id=self.txn.txn_id, changes=self.writes.items(), events=self.events, data=self.data
         )
 
 
@@ -149,7 +143,7 @@ class BatchRun:
     state: RunState = RunState.WAITING
     index: int = 0  # the transaction to run next
     overlay: dict[str, bytes | None] = field(default_factory=dict)
-    receipts: list[TransactionReceipt] = field(default_factory=list)
+    receipts: list[bytes] = field(default_factory=list)  # encoded TransactionReceipts
     invalid: InvalidInfo | None = None
 
     @classmethod

@@ -14,23 +14,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from google.protobuf.message import DecodeError
 from sawtooth_sdk.protobuf.processor_pb2 import TpProcessResponse
 from sawtooth_sdk.protobuf.state_context_pb2 import (
-    TpEventAddRequest,
     TpEventAddResponse,
-    TpReceiptAddDataRequest,
     TpReceiptAddDataResponse,
-    TpStateDeleteRequest,
     TpStateDeleteResponse,
-    TpStateEntry,
-    TpStateGetRequest,
     TpStateGetResponse,
-    TpStateSetRequest,
     TpStateSetResponse,
 )
 from sawtooth_sdk.protobuf.validator_pb2 import Message
 
+from trustmesh.devnet import wire
 from trustmesh.devnet.execution import AuthorizationError, BatchRun, Reader, TxnContext
 from trustmesh.devnet.processors import Family, Processor, ProcessorRegistry
 
@@ -64,35 +58,11 @@ class _Attempt:
     processor: bytes = b""
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def _field(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
 def encode_process_request(context: TxnContext, *, raw_header: bool) -> bytes:
-    """A serialized TpProcessRequest: the header parsed (field 1) or raw (field 5, RAW style).
-
-    The transaction's own header bytes are a valid encoding of the embedded TransactionHeader, so
-    they are spliced in as they are instead of being re-serialized.
-    """
-    txn = context.txn.txn
-    header_field = _field(5 if raw_header else 1, txn.header)
-    return (
-        header_field
-        + _field(2, txn.payload)
-        + _field(3, txn.header_signature.encode())
-        + _field(4, context.context_id.encode())
+    txn = context.txn
+    return wire.encode_process_request(
+        header=txn.header_bytes, raw_header=raw_header, payload=txn.payload, signature=txn.txn_id,
+        context_id=context.context_id,
     )
 
 
@@ -194,89 +164,79 @@ class Executor:
         if processor is not None:
             processor.in_flight.discard(correlation_id)
             processor.processed += 1
-        response = TpProcessResponse()
         try:
-            response.ParseFromString(content)
-        except DecodeError:
+            status, message, extended_data = wire.decode_process_response(content)
+        except wire.WireError:
             self._retry(attempt, "undecodable process response")
             return
-        if response.status == TpProcessResponse.INTERNAL_ERROR:
-            self._retry(attempt, f"internal error: {response.message}")
+        if status == TpProcessResponse.INTERNAL_ERROR:
+            self._retry(attempt, f"internal error: {message}")
             return
         self._contexts.pop(attempt.context.context_id, None)
         if attempt.run.resolved:
             return
-        valid = response.status == TpProcessResponse.OK
+        valid = status == TpProcessResponse.OK
         self._on_outcome(
             Outcome(
                 run=attempt.run,
                 context=attempt.context,
                 valid=valid,
-                message="" if valid else response.message,
-                extended_data=b"" if valid else response.extended_data,
+                message="" if valid else message,
+                extended_data=b"" if valid else extended_data,
             )
         )
 
     def on_state_get(self, content: bytes) -> tuple[int, bytes]:
-        request = TpStateGetRequest()
-        request.ParseFromString(content)
-        context = self._contexts.get(request.context_id)
-        response = TpStateGetResponse(status=TpStateGetResponse.OK)
-        if context is not None:
-            try:
-                values = context.get(request.addresses)
-            except AuthorizationError as exc:
-                LOGGER.info("transaction %s may not read %s", context.txn.txn_id[:16], exc)
-                response = TpStateGetResponse(status=TpStateGetResponse.AUTHORIZATION_ERROR)
-            else:
-                response.entries.extend(TpStateEntry(address=a, data=v or b"") for a, v in values)
-        return Message.TP_STATE_GET_RESPONSE, response.SerializeToString()
+        context_id, addresses = wire.decode_context_addresses(content)
+        context = self._contexts.get(context_id)
+        kind = Message.TP_STATE_GET_RESPONSE
+        if context is None:
+            return kind, wire.encode_state_get_response((), TpStateGetResponse.OK)
+        try:
+            values = context.get(addresses)
+        except AuthorizationError as exc:
+            LOGGER.info("transaction %s may not read %s", context.txn.txn_id[:16], exc)
+            return kind, wire.encode_state_get_response((), TpStateGetResponse.AUTHORIZATION_ERROR)
+        return kind, wire.encode_state_get_response(values, TpStateGetResponse.OK)
 
     def on_state_set(self, content: bytes) -> tuple[int, bytes]:
-        request = TpStateSetRequest()
-        request.ParseFromString(content)
-        context = self._contexts.get(request.context_id)
-        response = TpStateSetResponse(status=TpStateSetResponse.OK)
-        if context is not None:
-            entries = [(e.address, e.data) for e in request.entries]
-            try:
-                context.set(entries)
-            except AuthorizationError as exc:
-                LOGGER.info("transaction %s may not write %s", context.txn.txn_id[:16], exc)
-                response = TpStateSetResponse(status=TpStateSetResponse.AUTHORIZATION_ERROR)
-            else:
-                response.addresses.extend(a for a, _ in entries)
-        return Message.TP_STATE_SET_RESPONSE, response.SerializeToString()
+        context_id, entries = wire.decode_state_set(content)
+        context = self._contexts.get(context_id)
+        kind = Message.TP_STATE_SET_RESPONSE
+        if context is None:
+            return kind, wire.encode_addresses_response((), TpStateSetResponse.OK)
+        try:
+            context.set(entries)
+        except AuthorizationError as exc:
+            LOGGER.info("transaction %s may not write %s", context.txn.txn_id[:16], exc)
+            return kind, wire.encode_addresses_response((), TpStateSetResponse.AUTHORIZATION_ERROR)
+        return kind, wire.encode_addresses_response((a for a, _ in entries), TpStateSetResponse.OK)
 
     def on_state_delete(self, content: bytes) -> tuple[int, bytes]:
-        request = TpStateDeleteRequest()
-        request.ParseFromString(content)
-        context = self._contexts.get(request.context_id)
-        response = TpStateDeleteResponse(status=TpStateDeleteResponse.OK)
-        if context is not None:
-            try:
-                context.delete(list(request.addresses))
-            except AuthorizationError as exc:
-                LOGGER.info("transaction %s may not delete %s", context.txn.txn_id[:16], exc)
-                response = TpStateDeleteResponse(status=TpStateDeleteResponse.AUTHORIZATION_ERROR)
-            else:
-                response.addresses.extend(request.addresses)
-        return Message.TP_STATE_DELETE_RESPONSE, response.SerializeToString()
+        context_id, addresses = wire.decode_context_addresses(content)
+        context = self._contexts.get(context_id)
+        kind = Message.TP_STATE_DELETE_RESPONSE
+        if context is None:
+            return kind, wire.encode_addresses_response((), TpStateDeleteResponse.OK)
+        try:
+            context.delete(addresses)
+        except AuthorizationError as exc:
+            LOGGER.info("transaction %s may not delete %s", context.txn.txn_id[:16], exc)
+            return kind, wire.encode_addresses_response((), TpStateDeleteResponse.AUTHORIZATION_ERROR)
+        return kind, wire.encode_addresses_response(addresses, TpStateDeleteResponse.OK)
 
     def on_event_add(self, content: bytes) -> tuple[int, bytes]:
-        request = TpEventAddRequest()
-        request.ParseFromString(content)
-        context = self._contexts.get(request.context_id)
-        if context is None:
-            return Message.TP_EVENT_ADD_RESPONSE, TpEventAddResponse(status=TpEventAddResponse.ERROR).SerializeToString()
-        context.events.append(request.event)
-        return Message.TP_EVENT_ADD_RESPONSE, TpEventAddResponse(status=TpEventAddResponse.OK).SerializeToString()
+        context_id, event = wire.decode_event_add(content)
+        context = self._contexts.get(context_id)
+        if context is not None:
+            context.events.append(event)
+        status = TpEventAddResponse.OK if context is not None else TpEventAddResponse.ERROR
+        return Message.TP_EVENT_ADD_RESPONSE, wire.encode_status_response(status)
 
     def on_receipt_add_data(self, content: bytes) -> tuple[int, bytes]:
-        request = TpReceiptAddDataRequest()
-        request.ParseFromString(content)
-        context = self._contexts.get(request.context_id)
-        status = TpReceiptAddDataResponse.ERROR if context is None else TpReceiptAddDataResponse.OK
+        context_id, data = wire.decode_receipt_add_data(content)
+        context = self._contexts.get(context_id)
         if context is not None:
-            context.data.append(request.data)
-        return Message.TP_RECEIPT_ADD_DATA_RESPONSE, TpReceiptAddDataResponse(status=status).SerializeToString()
+            context.data.append(data)
+        status = TpReceiptAddDataResponse.OK if context is not None else TpReceiptAddDataResponse.ERROR
+        return Message.TP_RECEIPT_ADD_DATA_RESPONSE, wire.encode_status_response(status)

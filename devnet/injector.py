@@ -15,7 +15,6 @@ from sawtooth_sdk.protobuf.batch_pb2 import Batch, BatchHeader
 from sawtooth_sdk.protobuf.block_info_pb2 import BlockInfo, BlockInfoConfig, BlockInfoTxn
 from sawtooth_sdk.protobuf.block_pb2 import BlockHeader
 from sawtooth_sdk.protobuf.transaction_pb2 import Transaction, TransactionHeader
-from sawtooth_sdk.protobuf.transaction_receipt_pb2 import StateChange, TransactionReceipt
 from sawtooth_signing import Signer
 
 from trustmesh.contracts.blockinfo import (
@@ -95,13 +94,3 @@ def injected_batch(info: BlockInfo, signer: Signer) -> Batch:
     batch_header = BatchHeader(signer_public_key=public_key, transaction_ids=[txn.header_signature])
     header_bytes = batch_header.SerializeToString()
     return Batch(header=header_bytes, header_signature=signer.sign(header_bytes), transactions=[txn])
-
-
-def injected_receipt(txn_id: str, writes: dict[str, bytes | None]) -> TransactionReceipt:
-    changes = [
-        StateChange(address=a, value=v, type=StateChange.SET)
-        if v is not None
-        else StateChange(address=a, type=StateChange.DELETE)
-        for a, v in writes.items()
-    ]
-    return TransactionReceipt(state_changes=changes, transaction_id=txn_id)

@@ -14,12 +14,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sawtooth_sdk.protobuf.block_pb2 import Block, BlockHeader
+from sawtooth_sdk.protobuf.block_pb2 import BlockHeader
 from sawtooth_sdk.protobuf.client_batch_submit_pb2 import ClientBatchStatus
-from sawtooth_sdk.protobuf.transaction_receipt_pb2 import TransactionReceipt
 from sawtooth_signing import Signer
 
-from trustmesh.devnet import injector
+from trustmesh.devnet import injector, wire
 from trustmesh.devnet.checks import CheckedBatch
 from trustmesh.devnet.execution import (
     AccessSet,
@@ -44,7 +43,7 @@ class Committed:
     """What observers learn about a newly committed block."""
 
     block: StoredBlock
-    receipts: list[TransactionReceipt]
+    receipts: list[bytes]  # encoded TransactionReceipts, in block order
 
 
 class Publisher:
@@ -197,14 +196,18 @@ class Publisher:
             consensus=b"Genesis",
             state_root_hash=StateRoot.root_hash(accumulator),
         )
-        header_bytes = header.SerializeToString()
-        block = Block(header=header_bytes, header_signature=self._signer.sign(header_bytes))
+        genesis = self._signed_block(header, [], accumulator)
         self._store.commit_block(
-            BlockWrite(block=block, accumulator=accumulator, state_changes={}, transactions=[], receipts=[],
-                       invalid_batches=[])
+            BlockWrite(block=genesis, batch_ids=[], state_changes={}, transactions=[], receipts=[], invalid_batches=[])
         )
-        LOGGER.info("created genesis block %s", block.header_signature[:16])
-        return StoredBlock(block=block, header=header, accumulator=accumulator)
+        LOGGER.info("created genesis block %s", genesis.block_id[:16])
+        return genesis
+
+    def _signed_block(self, header: BlockHeader, batches: list[bytes], accumulator: int) -> StoredBlock:
+        header_bytes = header.SerializeToString()
+        block_id = self._signer.sign(header_bytes)
+        raw = wire.encode_block(header_bytes, block_id, batches)
+        return StoredBlock(raw=raw, header=header, block_id=block_id, accumulator=accumulator)
 
     def _start_block(self, now: float) -> CandidateBlock:
         timestamp = max(int(time.time()), self._last_timestamp)
@@ -234,47 +237,47 @@ class Publisher:
             return
         injected = injector.injected_batch(block.info, self._signer)
         injected_txn = injected.transactions[0].header_signature
-        receipts = [injector.injected_receipt(injected_txn, block.info_writes)]
+        receipts = [(injected_txn, wire.encode_receipt(transaction_id=injected_txn, changes=block.info_writes.items()))]
         transactions = [(injected_txn, injected.header_signature)]
         for run in valid:
-            receipts.extend(run.receipts)
+            receipts.extend(zip((t.txn_id for t in run.checked.transactions), run.receipts, strict=True))
             transactions.extend((t.txn_id, run.checked.batch_id) for t in run.checked.transactions)
         previous = self._store.get_many(block.overlay.keys())
         accumulator = StateRoot.update(self.head.accumulator, old=previous, new=block.overlay)
+        batch_ids = [injected.header_signature] + [run.checked.batch_id for run in valid]
         header = BlockHeader(
             block_num=block.block_num,
             previous_block_id=block.previous_block_id,
             signer_public_key=self._public_key,
-            batch_ids=[injected.header_signature] + [run.checked.batch_id for run in valid],
+            batch_ids=batch_ids,
             consensus=CONSENSUS,
             state_root_hash=StateRoot.root_hash(accumulator),
         )
-        header_bytes = header.SerializeToString()
-        chain_block = Block(header=header_bytes, header_signature=self._signer.sign(header_bytes))
-        chain_block.batches.append(injected)
-        chain_block.batches.extend(run.checked.batch for run in valid)
+        stored = self._signed_block(
+            header, [injected.SerializeToString()] + [run.checked.raw for run in valid], accumulator
+        )
         self._store.commit_block(
             BlockWrite(
-                block=chain_block,
-                accumulator=accumulator,
+                block=stored,
+                batch_ids=batch_ids,
                 state_changes=block.overlay,
                 transactions=transactions,
-                receipts=[(r.transaction_id, r.SerializeToString()) for r in receipts],
+                receipts=receipts,
                 invalid_batches=invalid,
             )
         )
-        self.head = StoredBlock(block=chain_block, header=header, accumulator=accumulator)
+        self.head = stored
         self._last_timestamp = block.timestamp
         LOGGER.info(
             "committed block %d %s: %d batches, %d invalid",
-            block.block_num, chain_block.header_signature[:16], len(valid), len(invalid),
+            block.block_num, stored.block_id[:16], len(valid), len(invalid),
         )
         self._release(block)
         if self._deferred:
             self._queue.extendleft(reversed(self._deferred))
             self._deferred.clear()
         self._on_resolved(resolved)
-        self._on_committed(Committed(block=self.head, receipts=receipts))
+        self._on_committed(Committed(block=stored, receipts=[blob for _, blob in receipts]))
 
     def _release(self, block: CandidateBlock) -> None:
         for run in block.runs:

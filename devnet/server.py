@@ -34,6 +34,7 @@ from sawtooth_sdk.protobuf.processor_pb2 import (
 from sawtooth_sdk.protobuf.validator_pb2 import Message
 from sawtooth_signing import Signer
 
+from trustmesh.devnet import wire
 from trustmesh.devnet.broadcaster import Broadcaster
 from trustmesh.devnet.clients import ClientHandlers
 from trustmesh.devnet.executor import Executor
@@ -157,7 +158,7 @@ class Devnet:
 
     # -- sending ----------------------------------------------------------------------------------
     def _send_to(self, identity: bytes, correlation_id: str, message_type: int, content: bytes) -> None:
-        data = Message(message_type=message_type, correlation_id=correlation_id, content=content).SerializeToString()
+        data = wire.encode_message(message_type, correlation_id, content)
         try:
             self._socket.send_multipart([identity, data], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:
@@ -284,14 +285,11 @@ class Devnet:
     # -- dispatch ---------------------------------------------------------------------------------
     def _handle(self, identity: bytes, frame: zmq.Frame) -> None:
         data = frame.bytes
-        message = Message()
         try:
-            message.ParseFromString(data)
+            kind, correlation_id, content = wire.decode_message(data)
         except DecodeError:
             LOGGER.warning("dropped an undecodable frame of %d bytes from %s", len(data), identity.hex()[:12])
             return
-        kind = message.message_type
-        correlation_id = message.correlation_id
         if len(data) > MAX_MESSAGE_BYTES:
             LOGGER.warning(
                 "refused a %s of %.1f MiB from %s: over the %d MiB limit",
@@ -301,28 +299,29 @@ class Devnet:
                 self._send_to(identity, correlation_id, *_ERROR_ANSWERS[kind])
             return
         try:
-            answer = self._route(identity, frame, message)
+            answer = self._route(identity, frame, kind, correlation_id, content)
         except DecodeError:
             LOGGER.warning("undecodable %s content from %s", _type_name(kind), identity.hex()[:12])
             answer = _ERROR_ANSWERS.get(kind)
         if answer is not None:
             self._send_to(identity, correlation_id, answer[0], answer[1])
 
-    def _route(self, identity: bytes, frame: zmq.Frame, message: Message) -> tuple[int, bytes] | None:
-        kind, content = message.message_type, message.content
+    def _route(
+        self, identity: bytes, frame: zmq.Frame, kind: int, correlation_id: str, content: bytes
+    ) -> tuple[int, bytes] | None:
         M = Message
         if kind == M.TP_STATE_GET_REQUEST:
             return self.executor.on_state_get(content)
         if kind == M.TP_STATE_SET_REQUEST:
             return self.executor.on_state_set(content)
         if kind == M.TP_PROCESS_RESPONSE:
-            self.executor.on_process_response(identity, message.correlation_id, content)
+            self.executor.on_process_response(identity, correlation_id, content)
             self._heard_from(identity)
             return None
         if kind == M.CLIENT_BATCH_SUBMIT_REQUEST:
             return self.clients.submit(content)
         if kind == M.CLIENT_BATCH_STATUS_REQUEST:
-            return self.clients.batch_status(identity, message.correlation_id, content)
+            return self.clients.batch_status(identity, correlation_id, content)
         if kind == M.TP_STATE_DELETE_REQUEST:
             return self.executor.on_state_delete(content)
         if kind == M.TP_EVENT_ADD_REQUEST:
@@ -348,10 +347,10 @@ class Devnet:
             return M.TP_UNREGISTER_RESPONSE, TpUnregisterResponse(status=TpUnregisterResponse.OK).SerializeToString()
         if kind == M.CLIENT_EVENTS_SUBSCRIBE_REQUEST:
             self.broadcaster.subscribe(identity, _fd(frame), content,
-                                       lambda t, c: self._send_to(identity, message.correlation_id, t, c))
+                                       lambda t, c: self._send_to(identity, correlation_id, t, c))
             return None
         if kind == M.CLIENT_EVENTS_UNSUBSCRIBE_REQUEST:
-            self.broadcaster.unsubscribe(identity, lambda t, c: self._send_to(identity, message.correlation_id, t, c))
+            self.broadcaster.unsubscribe(identity, lambda t, c: self._send_to(identity, correlation_id, t, c))
             return None
         if kind in (
             M.CLIENT_BLOCK_GET_BY_ID_REQUEST,

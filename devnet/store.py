@@ -51,41 +51,52 @@ CREATE TABLE IF NOT EXISTS state (
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
 
 
-@dataclass(frozen=True)
 class StoredBlock:
-    """A committed block with its parsed header and the state-root accumulator after it."""
+    """A committed block: its encoded bytes, parsed header and the state-root accumulator after it."""
 
-    block: Block
-    header: BlockHeader
-    accumulator: int
+    __slots__ = ("raw", "header", "block_id", "accumulator", "_block")
 
-    @property
-    def block_id(self) -> str:
-        return str(self.block.header_signature)
+    def __init__(self, *, raw: bytes, header: BlockHeader, block_id: str, accumulator: int) -> None:
+        self.raw = raw
+        self.header = header
+        self.block_id = block_id
+        self.accumulator = accumulator
+        self._block: Block | None = None
 
     @property
     def block_num(self) -> int:
         return int(self.header.block_num)
+
+    @property
+    def block(self) -> Block:
+        """The parsed ``Block`` (decoded on first use: only the cold client paths need it)."""
+        if self._block is None:
+            self._block = Block.FromString(self.raw)
+        return self._block
 
 
 @dataclass(frozen=True)
 class BlockWrite:
     """Everything one committed block changes, written in one SQLite transaction."""
 
-    block: Block
-    accumulator: int
+    block: StoredBlock
+    batch_ids: list[str]
     state_changes: Mapping[str, bytes | None]
     transactions: list[tuple[str, str]]  # (txn_id, batch_id)
-    receipts: list[tuple[str, bytes]]  # (txn_id, serialized TransactionReceipt)
-    invalid_batches: list[tuple[str, bytes]]  # (batch_id, serialized ClientBatchStatus)
+    receipts: list[tuple[str, bytes]]  # (txn_id, encoded TransactionReceipt)
+    invalid_batches: list[tuple[str, bytes]]  # (batch_id, encoded ClientBatchStatus)
 
 
 def _parse_block(data: bytes, accumulator: bytes) -> StoredBlock:
-    block = Block()
-    block.ParseFromString(data)
-    header = BlockHeader()
-    header.ParseFromString(block.header)
-    return StoredBlock(block=block, header=header, accumulator=int.from_bytes(accumulator, "big"))
+    block = Block.FromString(data)
+    stored = StoredBlock(
+        raw=data,
+        header=BlockHeader.FromString(block.header),
+        block_id=block.header_signature,
+        accumulator=int.from_bytes(accumulator, "big"),
+    )
+    stored._block = block  # noqa: SLF001 — already parsed
+    return stored
 
 
 class ChainStore:
@@ -217,20 +228,17 @@ class ChainStore:
 
     # -- writing a block ----------------------------------------------------------------------
     def commit_block(self, write: BlockWrite) -> None:
-        header = BlockHeader()
-        header.ParseFromString(write.block.header)
-        num = header.block_num
+        num = write.block.block_num
         sets = [(a, v) for a, v in write.state_changes.items() if v is not None]
         deletes = [(a,) for a, v in write.state_changes.items() if v is None]
         with self._transaction():
             self._db.execute(
                 "INSERT INTO blocks (num, block_id, block, accumulator) VALUES (?, ?, ?, ?)",
-                (num, write.block.header_signature, write.block.SerializeToString(),
-                 StateRoot.encode(write.accumulator)),
+                (num, write.block.block_id, write.block.raw, StateRoot.encode(write.block.accumulator)),
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO batches (batch_id, status, block_num, invalid) VALUES (?, ?, ?, NULL)",
-                [(b.header_signature, ClientBatchStatus.COMMITTED, num) for b in write.block.batches],
+                [(batch_id, ClientBatchStatus.COMMITTED, num) for batch_id in write.batch_ids],
             )
             self._db.executemany(
                 "INSERT INTO transactions (txn_id, block_num, batch_id) VALUES (?, ?, ?)",
