@@ -78,9 +78,10 @@ def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 def _split(x: np.ndarray, y: np.ndarray, *, train_size: int, seed: int, shape: tuple[int, ...]) -> W1Data:
     perm = np.random.default_rng(seed).permutation(len(x))
     train, test = perm[:train_size], perm[train_size:]
-    parts = [x[train], y[train], x[test], y[test], train, test]
-    _readonly(*parts)
-    return W1Data(*parts, image_shape=shape)
+    data = W1Data(x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test],
+                  train_indices=train, test_indices=test, image_shape=shape)
+    _readonly(data.x_train, data.y_train, data.x_test, data.y_test, data.train_indices, data.test_indices)
+    return data
 
 
 @functools.lru_cache(maxsize=1)
