@@ -155,6 +155,7 @@ def plot(results: list[dict[str, Any]], args: argparse.Namespace, path: Path) ->
                 ax.plot(xs, ys, marker="o", label=agg_name)
             ax.set_title(f"{part}: {attack}")
             ax.set_xlabel("attackers of 10")
+            ax.set_xticks(sorted(args.attackers))
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if c == 0:
