@@ -6,11 +6,13 @@ import time
 
 import pytest
 import zmq
+from hypothesis import given
+from hypothesis import strategies as st
 from sawtooth_sdk.messaging.exceptions import ValidatorConnectionError
 from sawtooth_sdk.protobuf.validator_pb2 import Message
 
 from trustmesh.net import free_port
-from trustmesh.sdk_compat import RECONNECT_EVENT, Stream
+from trustmesh.sdk_compat import RECONNECT_EVENT, Stream, decode_envelope, encode_envelope
 
 
 def _router(url: str) -> zmq.Socket:
@@ -88,3 +90,11 @@ def test_lost_validator_fails_pending_futures_while_others_send_then_reconnects(
         stop.set()
         stream.close()
         router.close(linger=0)
+
+
+@given(kind=st.integers(0, 100_000), correlation_id=st.text(max_size=40), content=st.binary(max_size=100))
+def test_envelope_codec_matches_protobuf(kind: int, correlation_id: str, content: bytes) -> None:
+    reference = Message(message_type=kind, correlation_id=correlation_id, content=content).SerializeToString()
+    assert encode_envelope(kind, correlation_id, content) == reference
+    received = decode_envelope(reference)
+    assert (received.message_type, received.correlation_id, received.content) == (kind, correlation_id, content)
