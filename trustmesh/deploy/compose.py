@@ -283,6 +283,7 @@ def _env_template() -> str:
     lines = [
         "# Copy to docker/.env (never commit it) and fill every value: `openssl rand -hex 24`.",
         "# All credentials are hex strings so they are safe inside URLs.",
+        "COMPOSE_PROJECT_NAME=trustmesh",
     ]
     for name, text in CREDENTIALS.items():
         lines += [f"# {text}", f"{name}=" + ("trustmesh" if name == "COUCHDB_USER" else "")]
@@ -312,8 +313,8 @@ def render_compose(topology: Topology) -> dict[str, str]:
             source = mount.split(":", 1)[0]
             if not source.startswith((".", "/", "$")):
                 volumes[source] = {}
+    # No top-level `name:` (Debian's docker-compose 1.29 refuses it): .env sets COMPOSE_PROJECT_NAME.
     document = {
-        "name": "trustmesh",
         "services": services,
         "networks": {
             "ledger": {"driver": "bridge"},
