@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 from sawtooth_sdk.protobuf.client_event_pb2 import (
+    ClientEventsGetRequest,
+    ClientEventsGetResponse,
     ClientEventsSubscribeRequest,
     ClientEventsSubscribeResponse,
     ClientEventsUnsubscribeResponse,
@@ -93,6 +95,25 @@ class Broadcaster:
                 )
                 self._notify(identity, Message.CLIENT_EVENTS, EventList(events=events).SerializeToString())
                 num = stored.block_num + 1
+
+    def events_get(self, content: bytes) -> tuple[int, bytes]:
+        """CLIENT_EVENTS_GET_REQUEST: the matching events of the given blocks, in block order given."""
+        kind = Message.CLIENT_EVENTS_GET_RESPONSE
+        try:
+            request = ClientEventsGetRequest.FromString(content)
+            subscriptions = parse_subscriptions(request.subscriptions)
+        except (DecodeError, InvalidFilter):
+            return kind, ClientEventsGetResponse(status=ClientEventsGetResponse.INVALID_FILTER).SerializeToString()
+        events = []
+        for block_id in request.block_ids:
+            stored = self._store.block_by_id(block_id)
+            if stored is None:
+                return kind, ClientEventsGetResponse(status=ClientEventsGetResponse.UNKNOWN_BLOCK).SerializeToString()
+            receipts = [_receipt(blob) for blob in self._store.receipts_of_block(stored.block_num)]
+            events.extend(
+                block_events(header=stored.header, block_id=stored.block_id, receipts=receipts, wanted=subscriptions)
+            )
+        return kind, ClientEventsGetResponse(status=ClientEventsGetResponse.OK, events=events).SerializeToString()
 
     def unsubscribe(self, identity: bytes, reply: Reply) -> None:
         self._subscribers.pop(identity, None)

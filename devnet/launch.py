@@ -19,6 +19,7 @@ import zmq
 from sawtooth_sdk.protobuf.network_pb2 import PingRequest
 from sawtooth_sdk.protobuf.validator_pb2 import Message
 
+from trustmesh.devnet.store import ChainStore
 from trustmesh.errors import LedgerError, LedgerTimeout
 from trustmesh.net import free_port
 
@@ -78,6 +79,21 @@ class DevnetProcess:
     @property
     def log_path(self) -> Path:
         return self.data_dir / "devnet.log"
+
+    def stats(self) -> dict[str, int]:
+        """Counts read from the chain database (a second, read-only SQLite reader; safe while running).
+
+        ``blocks`` includes genesis; ``transactions`` and ``batches_committed`` include each block's
+        injected BlockInfo transaction and batch.
+        """
+        path = self.data_dir / "chain.sqlite"
+        if not path.exists():
+            return {}
+        store = ChainStore(path=path, read_only=True)
+        try:
+            return store.counts()
+        finally:
+            store.close()
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -349,6 +349,8 @@ class Devnet:
             self.broadcaster.subscribe(identity, _fd(frame), content,
                                        lambda t, c: self._send_to(identity, correlation_id, t, c))
             return None
+        if kind == M.CLIENT_EVENTS_GET_REQUEST:
+            return self.broadcaster.events_get(content)
         if kind == M.CLIENT_EVENTS_UNSUBSCRIBE_REQUEST:
             self.broadcaster.unsubscribe(identity, lambda t, c: self._send_to(identity, correlation_id, t, c))
             return None

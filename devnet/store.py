@@ -102,7 +102,10 @@ def _parse_block(data: bytes, accumulator: bytes) -> StoredBlock:
 class ChainStore:
     """The chain on disk. Reads see only committed blocks; writes happen once per block."""
 
-    def __init__(self, *, path: Path) -> None:
+    def __init__(self, *, path: Path, read_only: bool = False) -> None:
+        if read_only:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            return
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -222,6 +225,21 @@ class ChainStore:
 
     def state_exists(self, address: str) -> bool:
         return self._db.execute("SELECT 1 FROM state WHERE address = ?", (address,)).fetchone() is not None
+
+    def counts(self) -> dict[str, int]:
+        """Blocks, committed transactions, committed and invalid batches, state entries."""
+        one = self._db.execute
+        return {
+            "blocks": int(one("SELECT COUNT(*) FROM blocks").fetchone()[0]),
+            "transactions": int(one("SELECT COUNT(*) FROM transactions").fetchone()[0]),
+            "batches_committed": int(
+                one("SELECT COUNT(*) FROM batches WHERE status = ?", (ClientBatchStatus.COMMITTED,)).fetchone()[0]
+            ),
+            "batches_invalid": int(
+                one("SELECT COUNT(*) FROM batches WHERE status = ?", (ClientBatchStatus.INVALID,)).fetchone()[0]
+            ),
+            "state_entries": int(one("SELECT COUNT(*) FROM state").fetchone()[0]),
+        }
 
     def iter_state(self) -> Iterator[tuple[str, bytes]]:
         yield from self._db.execute("SELECT address, value FROM state ORDER BY address")

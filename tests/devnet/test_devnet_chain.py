@@ -17,7 +17,13 @@ from sawtooth_sdk.protobuf.client_block_pb2 import (
     ClientBlockListRequest,
     ClientBlockListResponse,
 )
-from sawtooth_sdk.protobuf.client_event_pb2 import ClientEventsSubscribeResponse
+from sawtooth_sdk.protobuf.client_event_pb2 import (
+    ClientEventsGetRequest,
+    ClientEventsGetResponse,
+    ClientEventsSubscribeResponse,
+    ClientEventsUnsubscribeRequest,
+    ClientEventsUnsubscribeResponse,
+)
 from sawtooth_sdk.protobuf.events_pb2 import Event, EventFilter, EventSubscription
 from sawtooth_sdk.protobuf.transaction_receipt_pb2 import StateChangeList
 from sawtooth_sdk.protobuf.validator_pb2 import Message
@@ -119,6 +125,28 @@ def test_bad_filters_are_refused(client: RawClient) -> None:
     assert client.subscribe([unset]).status == ClientEventsSubscribeResponse.INVALID_FILTER
     unknown = client.subscribe([EventSubscription(event_type="x")], last_known_block_ids=["ab" * 64])
     assert unknown.status == ClientEventsSubscribeResponse.UNKNOWN_BLOCK
+
+
+def test_events_get_and_unsubscribe(client: RawClient, signer: Signer) -> None:
+    batch_id = _commit(client, signer, "event tm-kv/ping round=9 node=z")
+    header = _block_of(client, batch_id)
+    reply = client.request(
+        Message.CLIENT_BLOCK_GET_BY_NUM_REQUEST,
+        ClientBlockGetByNumRequest(block_num=header.block_num).SerializeToString(),
+    )
+    block_id = ClientBlockGetResponse.FromString(reply.content).block.header_signature
+    request = ClientEventsGetRequest(
+        subscriptions=[EventSubscription(event_type="tm-kv/ping", filters=[event_filter("round", "9")])],
+        block_ids=[block_id],
+    )
+    response = ClientEventsGetResponse.FromString(
+        client.request(Message.CLIENT_EVENTS_GET_REQUEST, request.SerializeToString()).content
+    )
+    assert response.status == ClientEventsGetResponse.OK
+    assert [_attrs(e) for e in response.events] == [{"round": "9", "node": "z"}]
+    assert client.subscribe([EventSubscription(event_type="sawtooth/block-commit")]).status == 1
+    reply = client.request(Message.CLIENT_EVENTS_UNSUBSCRIBE_REQUEST, ClientEventsUnsubscribeRequest().SerializeToString())
+    assert ClientEventsUnsubscribeResponse.FromString(reply.content).status == ClientEventsUnsubscribeResponse.OK
 
 
 def test_subscribe_resumes_after_a_known_block(client: RawClient, signer: Signer) -> None:

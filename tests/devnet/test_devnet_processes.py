@@ -51,6 +51,7 @@ def test_killed_devnet_restarts_with_blocks_and_state(tmp_path: Path, signer: Si
         devnet.start()
         client = RawClient(devnet.url)
         assert _chain(client) == before
+        assert devnet.stats()["blocks"] == len(before)
         assert [client.value(f"durable-{i}") for i in range(3)] == ["v0", "v1", "v2"]
         assert client.status(batches[0].header_signature, wait=False).status == COMMITTED
 
