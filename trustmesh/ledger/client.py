@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
@@ -28,12 +28,13 @@ from trustmesh.ledger.batch import make_batch, make_transaction
 from trustmesh.ledger.transport import Connection, ConnectionLost, normalize_url
 
 if TYPE_CHECKING:
-    from trustmesh.ledger.events import EventStream
+    from trustmesh.ledger.events import Events, EventStream
 
 __all__ = [
     "BatchInvalid",
     "BatchStatus",
     "InvalidTransaction",
+    "Ledger",
     "LedgerClient",
     "SubmittedTransaction",
 ]
@@ -116,6 +117,39 @@ class BatchInvalid(TransactionRejected):
         self.extended_data = first.extended_data if first else b""
         what = f"transaction {self.transaction_id[:16]}…" if first else f"batch {status.batch_id[:16]}…"
         super().__init__(f"{what} rejected: {self.reason}")
+
+
+class Ledger(Protocol):
+    """What code that uses a ledger needs: :class:`LedgerClient`, or ``MemoryLedger`` in unit tests."""
+
+    def submit(self, batches: Iterable[Batch], *, wait: float | None = ...) -> list[BatchStatus]: ...
+
+    def batch_status(
+        self, batch_ids: Sequence[str], *, wait: float | None = ..., prefer_url: str | None = ...
+    ) -> list[BatchStatus]: ...
+
+    def submit_transaction(
+        self,
+        signer: Signer,
+        family: str,
+        version: str,
+        payload: bytes,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        *,
+        dependencies: Sequence[str] = ...,
+        wait: float | None = ...,
+    ) -> SubmittedTransaction: ...
+
+    def get_state(self, address: str) -> bytes | None: ...
+
+    def list_state(self, prefix: str = ..., *, page_size: int = ...) -> Iterator[tuple[str, bytes]]: ...
+
+    def subscribe(
+        self, subscriptions: Sequence[EventSubscription], *, last_known_block_id: str | None = ...
+    ) -> Events: ...
+
+    def close(self) -> None: ...
 
 
 class LedgerClient:

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sawtooth_sdk.protobuf import client_event_pb2
 from sawtooth_sdk.protobuf.events_pb2 import Event, EventFilter, EventList, EventSubscription
@@ -26,7 +26,7 @@ from trustmesh.ledger.transport import Connection
 if TYPE_CHECKING:
     from trustmesh.ledger.client import LedgerClient
 
-__all__ = ["BLOCK_COMMIT", "EventStream", "attribute", "event_matches", "subscription"]
+__all__ = ["BLOCK_COMMIT", "EventStream", "Events", "attribute", "event_matches", "subscription"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -76,6 +76,19 @@ def event_matches(subscriptions: Sequence[EventSubscription], event: Event) -> b
         sub.event_type == event.event_type and all(_filter_passes(f, event) for f in sub.filters)
         for sub in subscriptions
     )
+
+
+class Events(Protocol):
+    """An event stream: :class:`EventStream`, or the in-memory ledger's."""
+
+    @property
+    def last_block_id(self) -> str | None: ...
+
+    def get(self, timeout: float | None = None) -> Event | None: ...
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
 
 
 class _Closed:
