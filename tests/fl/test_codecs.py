@@ -311,3 +311,15 @@ def test_round_trip_any_layout(shapes, codec, fraction, seed, magnitude):
         else:
             assert err <= peak * (1 + 1e-5)  # a dropped coordinate is never larger than the kept ones
     assert decode_update(data, spec, max_bytes=len(data)) is not None  # the bound is the exact size
+
+
+def test_f16_is_the_same_with_and_without_torch(monkeypatch):
+    import trustmesh.fl.codecs as codecs
+
+    delta = make_delta(scale=1.0)
+    delta["fc1.bias"][:3] = [1e-7, -3e-6, 6.5e4]  # subnormal, small, near the top of the range
+    with_torch = codecs.encode_update(delta, "f16")
+    monkeypatch.setattr(codecs, "_torch", lambda: None)
+    assert codecs.encode_update(delta, "f16") == with_torch
+    out = codecs.decode_update(with_torch, SPEC, max_bytes=limit("f16"))
+    np.testing.assert_array_equal(out["fc1.bias"][:3], np.array([1e-7, -3e-6, 6.5e4], np.float16).astype(np.float32))
