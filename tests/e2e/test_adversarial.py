@@ -118,7 +118,10 @@ def _run_scenario(stack: LocalStack, plan: dict[str, Any], nodes: Nodes) -> None
         node = ComputeNode(chain=_chain(stack, compute_name(i)), dataplane=RedisDataPlane(stack.redis_for("compute")),
                            workflow_ids=[WORKFLOW_ID], history=recorder, poll_interval=0.2, heartbeat_every=0.5)
         nodes.start(node.run)
-    participant_flags = [nodes.start(_participant(stack, i).run) for i in range(PARTICIPANTS)]
+    # Participants 1 and 2 join only after the forged and duplicate submissions were tried, so the
+    # round is still open (waiting for them) when those arrive.
+    early = (0, ATTACKER)
+    participant_flags = [nodes.start(_participant(stack, i).run) for i in early]
     reader = Chain(client=LedgerClient(urls=[stack.ledger_url]), signer=new_signer())
     keys = {i: stack.key(participant_name(i)).public_key for i in range(PARTICIPANTS)}
 
@@ -135,6 +138,7 @@ def _run_scenario(stack: LocalStack, plan: dict[str, Any], nodes: Nodes) -> None
         outsider.submit_update(**fields)
     with pytest.raises(TransactionRejected, match="already submitted"):
         _chain(stack, participant_name(0)).submit_update(**fields)
+    participant_flags += [nodes.start(_participant(stack, i).run) for i in range(PARTICIPANTS) if i not in early]
 
     round1 = wait_for("round 1 to settle", lambda: _settled(reader, 1), timeout=180)
     assert round1.status == "accepted"
