@@ -58,6 +58,9 @@ def test_cli_writes_manifests_with_the_workflow_embedded(tmp_path):
     assert config["data"] == {"workflow.json": '{"workflow_id": "w1"}\n', "workflow_id": "w1"}
     docs = list(yaml.safe_load_all((out / "70-participants.yaml").read_text()))
     assert [d["spec"]["replicas"] for d in docs if d["kind"] == "StatefulSet"] == [6]
+    # Without --workflow-id the id comes from the file.
+    assert main(["deploy", "k8s", "--env", "dev", "--workflow", str(workflow), "--out", str(out)]) == 0
+    assert yaml.safe_load((out / "05-workflow.yaml").read_text())["data"]["workflow_id"] == "w1"
 
 
 def test_cli_refuses_bad_input_with_one_line(tmp_path, capsys):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from trustmesh.deploy.compose import render_compose
-from trustmesh.deploy.k8s import ENVS, render_k8s
+from trustmesh.deploy.k8s import ENVS, PLACEHOLDER_WORKFLOW_ID, render_k8s
 from trustmesh.deploy.topology import Topology
 from trustmesh.errors import ConfigError
 
@@ -26,7 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     k8s.add_argument("--compute-nodes", type=int, default=None,
                      help="number of compute nodes (default 2); each gets a key the workflow can name")
     k8s.add_argument("--workflow", type=Path, help="workflow JSON to put into the workflow ConfigMap")
-    k8s.add_argument("--workflow-id", default="mnist-fedavg", help="the workflow id participants join")
+    k8s.add_argument("--workflow-id", default=None,
+                     help="the workflow id participants join (default: the workflow file's workflow_id)")
     k8s.add_argument("--out", required=True, type=Path, help="folder to write (e.g. kubernetes/prod)")
 
     secrets = sub.add_parser("secrets", help="(in a Job) publish key files as Kubernetes Secrets")
@@ -58,14 +60,19 @@ def run(args: argparse.Namespace) -> int:
                     else Topology(participants=args.participants, ledger="devnet", validators=1))
         written = write_files(args.out, render_compose(topology))
     elif args.target == "k8s":
-        workflow = None
+        workflow, workflow_id = None, args.workflow_id
         if args.workflow is not None:
             if not args.workflow.is_file():
                 raise ConfigError(f"workflow file {args.workflow} not found")
             workflow = args.workflow.read_text()
+            if workflow_id is None:
+                try:
+                    workflow_id = json.loads(workflow)["workflow_id"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConfigError(f"{args.workflow} has no workflow_id; pass --workflow-id") from exc
         written = write_files(args.out, render_k8s(env=args.env, participants=args.participants,
                                                    compute_nodes=args.compute_nodes, workflow_json=workflow,
-                                                   workflow_id=args.workflow_id))
+                                                   workflow_id=workflow_id or PLACEHOLDER_WORKFLOW_ID))
     else:
         from trustmesh.deploy.secrets import SecretSpec, publish_secrets
 

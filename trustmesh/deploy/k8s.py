@@ -25,7 +25,7 @@ from trustmesh.deploy.topology import (
 )
 from trustmesh.errors import ConfigError
 
-__all__ = ["ENVS", "render_k8s"]
+__all__ = ["ENVS", "PLACEHOLDER_WORKFLOW_ID", "render_k8s"]
 
 CREDENTIALS_SECRET = "trustmesh-credentials"
 NODE_UID = 10001
@@ -72,6 +72,7 @@ ENVS: dict[str, Env] = {
                 disk={"ledger": "20Gi", "redis": "10Gi", "couchdb": "20Gi", "keys": "16Mi"}, sizes=_LARGE),
 }
 
+PLACEHOLDER_WORKFLOW_ID = "replace-me"
 _PLACEHOLDER_WORKFLOW = {
     "_replace_me": "put the workflow JSON here (trustmesh deploy k8s --workflow FILE renders it in), "
                    "then kubectl apply this file; `trustmesh workflow validate` refuses this placeholder",
@@ -708,7 +709,7 @@ def _writable_home(docs: list[Doc]) -> None:
 
 
 def render_k8s(*, env: str, participants: int, compute_nodes: int | None = None,
-               workflow_json: str | None = None, workflow_id: str = "mnist-fedavg") -> dict[str, str]:
+               workflow_json: str | None = None, workflow_id: str = PLACEHOLDER_WORKFLOW_ID) -> dict[str, str]:
     """Every manifest file for one profile: file name -> YAML text."""
     if env not in ENVS:
         raise ConfigError(f"unknown environment {env!r}; choose one of {sorted(ENVS)}")
