@@ -229,14 +229,18 @@ def print_table(result: dict[str, Any]) -> None:
               f"{_f(row['seconds'], '.2f'):>8} {_f(row['slowest_train_s'], '.2f'):>8} "
               f"{_f(row['overhead_s'], '.2f'):>8} {row['chain_blocks']:>6} {row['chain_bytes'] / 1024:>9.1f} "
               f"{row['redis_bytes'] / 1024:>9.1f}")
-    print("mean seconds per phase: " + "  ".join(
-        f"{p} {_f(mean([r['phases'][p] for r in rows]), '.2f')}" for p in PHASES))
-    print(f"participant side of 'submissions': wake+fetch {_f(mean([r['dispatch_s'] for r in rows]), '.2f')} s, "
-          f"training (slowest) {_f(mean([r['slowest_train_s'] for r in rows]), '.2f')} s, "
-          f"after training to committed {_f(mean([r['submit_tail_s'] for r in rows]), '.2f')} s; "
-          f"block interval {_f(mean([r['block_interval_s'] for r in rows]), '.2f')} s")
-    print(f"compute node's own timings (CouchDB): evaluate {_f(mean([r['history_timings'].get('evaluate_seconds') for r in rows]), '.3f')} s, "
-          f"aggregate {_f(mean([r['history_timings'].get('aggregate_seconds') for r in rows]), '.3f')} s; "
+    steady = [r for r in rows if r["round"] >= 2 and r["includes_next_open"]]
+    print(f"rounds 2..{rows[-2]['round'] if len(rows) > 1 else '-'}: {_f(mean([r['seconds'] for r in steady]), '.2f')} s a round, "
+          f"slowest training {_f(mean([r['slowest_train_s'] for r in steady]), '.2f')} s, "
+          f"overhead {_f(mean([r['overhead_s'] for r in steady]), '.2f')} s")
+    print("mean seconds per phase (same rounds): " + "  ".join(
+        f"{p} {_f(mean([r['phases'][p] for r in steady]), '.2f')}" for p in PHASES))
+    print(f"participant side of 'submissions': wake+fetch {_f(mean([r['dispatch_s'] for r in steady]), '.2f')} s, "
+          f"training (slowest) {_f(mean([r['slowest_train_s'] for r in steady]), '.2f')} s, "
+          f"after training to committed {_f(mean([r['submit_tail_s'] for r in steady]), '.2f')} s; "
+          f"block interval {_f(mean([r['block_interval_s'] for r in steady]), '.2f')} s")
+    print(f"compute node's own timings (CouchDB): evaluate {_f(mean([r['history_timings'].get('evaluate_seconds') for r in steady]), '.3f')} s, "
+          f"aggregate {_f(mean([r['history_timings'].get('aggregate_seconds') for r in steady]), '.3f')} s; "
           f"load average {result['load_average']['start'][0]:.1f} at start, {result['load_average']['end'][0]:.1f} at end")
 
 
@@ -244,6 +248,7 @@ def summarize(result: dict[str, Any], prefix: str) -> dict[str, Any]:
     rows = result["rows"]
     accepted = [r for r in rows if r["accuracy"] is not None]
     full = [r for r in rows if r["includes_next_open"]]  # rounds whose wall time includes opening the next
+    steady = [r for r in full if r["round"] >= 2]  # round 1 includes each participant's first torch call
     r3 = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
     out = {
         f"{prefix}_rounds": result["rounds"],
@@ -258,6 +263,10 @@ def summarize(result: dict[str, Any], prefix: str) -> dict[str, Any]:
         f"{prefix}_overhead_s_median": r3(median([r["overhead_s"] for r in full])),
         f"{prefix}_overhead_s": [r3(r["overhead_s"]) for r in rows],
         f"{prefix}_phase_s": {p: r3(mean([r["phases"][p] for r in rows])) for p in PHASES},
+        f"{prefix}_seconds_per_round_steady": r3(mean([r["seconds"] for r in steady])),
+        f"{prefix}_slowest_train_s_steady": r3(mean([r["slowest_train_s"] for r in steady])),
+        f"{prefix}_overhead_s_per_round_steady": r3(mean([r["overhead_s"] for r in steady])),
+        f"{prefix}_phase_s_steady": {p: r3(mean([r["phases"][p] for r in steady])) for p in PHASES},
         f"{prefix}_wake_fetch_s": r3(mean([r["dispatch_s"] for r in rows])),
         f"{prefix}_submit_tail_s": r3(mean([r["submit_tail_s"] for r in rows])),
         f"{prefix}_blocks_per_round": r3(mean([float(r["chain_blocks"]) for r in rows])),
