@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,6 +67,18 @@ Response = tuple[int, bytes]
 
 
 @dataclass
+class _SubmitJob:
+    identity: bytes
+    correlation_id: str
+    content: bytes
+    encoded: list[bytes] | None = None
+    index: int = 0
+    accepted: list[CheckedBatch] = field(default_factory=list)
+    seen_batches: set[str] = field(default_factory=set)
+    seen_txns: set[str] = field(default_factory=set)
+
+
+@dataclass
 class _Waiter:
     identity: bytes
     correlation_id: str
@@ -91,46 +104,74 @@ class ClientHandlers:
         self._answer = answer
         self._waiters: dict[str, list[_Waiter]] = {}
         self._waiting: list[_Waiter] = []
+        self._submits: deque[_SubmitJob] = deque()
 
     @property
     def _head(self) -> StoredBlock:
         return self._publisher.head
 
     # -- batches ----------------------------------------------------------------------------------
-    def submit(self, content: bytes) -> Response:
-        kind = Message.CLIENT_BATCH_SUBMIT_RESPONSE
+    def enqueue_submit(self, identity: bytes, correlation_id: str, content: bytes) -> None:
+        """Queue a batch submit; :meth:`work_submits` checks it (signatures are the costly part)."""
+        self._submits.append(_SubmitJob(identity=identity, correlation_id=correlation_id, content=content))
 
-        def answer(status: int) -> Response:
-            return kind, ClientBatchSubmitResponse(status=status).SerializeToString()
+    @property
+    def has_submits(self) -> bool:
+        return bool(self._submits)
 
+    def work_submits(self, deadline: float) -> None:
+        """Check queued submits in order, batch by batch, until done or ``deadline`` (monotonic) passes.
+
+        Slicing keeps TP state requests answered promptly while large submits are verified; the
+        answer to a submit goes out once all its batches are checked.
+        """
+        while self._submits:
+            job = self._submits[0]
+            status = self._advance_job(job, deadline)
+            if status is None:
+                return
+            self._submits.popleft()
+            if status == ClientBatchSubmitResponse.OK:
+                for checked in job.accepted:
+                    self._publisher.add(checked)
+            self._answer(
+                job.identity,
+                job.correlation_id,
+                Message.CLIENT_BATCH_SUBMIT_RESPONSE,
+                ClientBatchSubmitResponse(status=status).SerializeToString(),
+            )
+            if time.monotonic() >= deadline:
+                return
+
+    def _advance_job(self, job: _SubmitJob, deadline: float) -> int | None:
+        """Check more of ``job``'s batches; its final status, or None if time ran out first."""
+        if job.encoded is None:
+            try:
+                job.encoded = wire.split_submit_request(job.content)
+            except wire.WireError:
+                return ClientBatchSubmitResponse.INTERNAL_ERROR
+            if self._publisher.queue_length + len(job.encoded) > MAX_QUEUE:
+                return ClientBatchSubmitResponse.QUEUE_FULL
         try:
-            encoded = wire.split_submit_request(content)
-        except wire.WireError:
-            return answer(ClientBatchSubmitResponse.INTERNAL_ERROR)
-        if self._publisher.queue_length + len(encoded) > MAX_QUEUE:
-            return answer(ClientBatchSubmitResponse.QUEUE_FULL)
-        accepted: list[CheckedBatch] = []
-        seen_batches: set[str] = set()
-        seen_txns: set[str] = set()
-        try:
-            for raw in encoded:
-                checked = check_batch(raw)
-                if checked.batch_id in seen_batches or self._already_known(checked.batch_id):
+            while job.index < len(job.encoded):
+                if job.index and time.monotonic() >= deadline:
+                    return None
+                checked = check_batch(job.encoded[job.index])
+                job.index += 1
+                if checked.batch_id in job.seen_batches or self._already_known(checked.batch_id):
                     continue  # a batch submitted again is not queued twice
                 txn_ids = [t.txn_id for t in checked.transactions]
-                if seen_txns.intersection(txn_ids) or any(self._publisher.is_pending_txn(t) for t in txn_ids):
+                if job.seen_txns.intersection(txn_ids) or any(self._publisher.is_pending_txn(t) for t in txn_ids):
                     raise BatchRejected(f"batch {checked.batch_id[:16]} repeats a pending transaction id")
                 if self._store.committed_transactions(txn_ids):
                     raise BatchRejected(f"batch {checked.batch_id[:16]} repeats a committed transaction id")
-                seen_batches.add(checked.batch_id)
-                seen_txns.update(txn_ids)
-                accepted.append(checked)
+                job.seen_batches.add(checked.batch_id)
+                job.seen_txns.update(txn_ids)
+                job.accepted.append(checked)
         except BatchRejected as exc:
             LOGGER.info("refused a batch at submit: %s", exc)
-            return answer(ClientBatchSubmitResponse.INVALID_BATCH)
-        for checked in accepted:
-            self._publisher.add(checked)
-        return answer(ClientBatchSubmitResponse.OK)
+            return ClientBatchSubmitResponse.INVALID_BATCH
+        return ClientBatchSubmitResponse.OK
 
     def _already_known(self, batch_id: str) -> bool:
         if self._publisher.is_pending(batch_id):

@@ -49,6 +49,9 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _HARD_LIMIT = MAX_MESSAGE_BYTES + 1024 * 1024
 """Beyond this ZMQ drops the connection before buffering the message (ZMQ_MAXMSGSIZE)."""
 
+SUBMIT_SLICE = 0.002
+"""Seconds of submit checking per loop round while transactions are out at TPs."""
+
 # request type -> (response type, an error response) for refusing oversize or undecodable requests
 _ERROR_ANSWERS: dict[int, tuple[int, bytes]] = {
     Message.CLIENT_BATCH_SUBMIT_REQUEST: (
@@ -193,12 +196,17 @@ class Devnet:
         try:
             while not self._stopping.is_set():
                 busy = self.publisher.working or self.executor.busy or self.clients.has_waiters
-                events = dict(poller.poll(20 if busy else 200))
+                events = dict(poller.poll(0 if self.clients.has_submits else 20 if busy else 200))
                 if self._monitor in events:
                     self._drain_monitor()
                 if self._socket in events:
                     self._drain_socket()
                 now = time.monotonic()
+                if self.clients.has_submits:
+                    # while TPs wait on us, verify submits in short slices between their requests
+                    self.clients.work_submits(now + (SUBMIT_SLICE if self.executor.busy else 0.25))
+                    self._dirty = True
+                    now = time.monotonic()
                 self.clients.expire(now)
                 if now >= self._next_ping:
                     self._ping_processors(now)
@@ -319,7 +327,8 @@ class Devnet:
             self._heard_from(identity)
             return None
         if kind == M.CLIENT_BATCH_SUBMIT_REQUEST:
-            return self.clients.submit(content)
+            self.clients.enqueue_submit(identity, correlation_id, content)
+            return None
         if kind == M.CLIENT_BATCH_STATUS_REQUEST:
             return self.clients.batch_status(identity, correlation_id, content)
         if kind == M.TP_STATE_DELETE_REQUEST:
