@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -106,6 +107,7 @@ class Connection:
         """Send one request and wait for its reply; LedgerTimeout if none within ``timeout`` s."""
         if self._closed.is_set():
             raise LedgerError(f"connection to {self.url} is closed")
+        deadline = time.monotonic() + timeout
         if not self._up.wait(timeout):
             raise LedgerTimeout(f"no connection to {self.url} within {timeout:g} s")
         correlation_id = new_correlation_id()
@@ -115,7 +117,7 @@ class Connection:
         message = Message(message_type=message_type, correlation_id=correlation_id, content=content)
         self._enqueue(message.SerializeToString(), future)
         try:
-            return future.result(timeout)
+            return future.result(max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError as exc:
             raise LedgerTimeout(f"{self.url} did not answer within {timeout:g} s") from exc
         finally:
