@@ -209,7 +209,7 @@ def test_failover_skips_a_dead_url_and_remembers_it(validator):
         lambda _: (Message.CLIENT_STATE_GET_RESPONSE, Response(status=Response.OK, value=b"x").SerializeToString()),
     )
     dead = f"tcp://127.0.0.1:{free_port()}"
-    with LedgerClient(urls=[dead, validator.url], timeout=1.0) as client:
+    with LedgerClient(urls=[dead, validator.url], timeout=3.0) as client:
         assert client.get_state("aa" * 35) == b"x"
         for _ in range(3):  # round-robin would put the dead URL first every other time
             assert client.url_order() == [validator.url, dead]

@@ -208,6 +208,6 @@ def test_events_resume_after_a_devnet_restart_without_a_gap(ledger, client):
 
 def test_failover_from_a_dead_url_to_a_live_one(ledger):
     dead = f"tcp://127.0.0.1:{free_port()}"
-    with LedgerClient(urls=[dead, ledger.url], timeout=2.0) as client:
+    with LedgerClient(urls=[dead, ledger.url], timeout=5.0) as client:
         assert _set(client, "failover", "1").committed
         assert client.get_state(kv_address("failover")) is not None

@@ -12,6 +12,7 @@ from sawtooth_sdk.protobuf.validator_pb2 import Message
 from trustmesh.errors import LedgerError
 from trustmesh.ledger.client import LedgerClient
 from trustmesh.ledger.events import BLOCK_COMMIT, attribute, event_matches, subscription
+from trustmesh.net import free_port
 
 SubscribeResponse = client_event_pb2.ClientEventsSubscribeResponse
 
@@ -168,5 +169,22 @@ def test_subscribe_request_carries_filters_and_the_resume_block():
         [flt] = request.subscriptions[0].filters
         assert (flt.key, flt.match_string, flt.filter_type) == ("key", "^w", EventFilter.REGEX_ANY)
         assert list(request.last_known_block_ids) == ["ab" * 64]
+    finally:
+        fake.stop()
+
+
+def test_stream_skips_a_validator_that_refuses_connections():
+    fake = FakeValidator().start()
+    fake.on(Message.CLIENT_EVENTS_SUBSCRIBE_REQUEST, _accept())
+    fake.on(Message.CLIENT_EVENTS_UNSUBSCRIBE_REQUEST, _unsubscribed)
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    try:
+        with LedgerClient(urls=[dead, fake.url], timeout=5.0) as client:
+            stream = client.subscribe([subscription(BLOCK_COMMIT)])
+            assert stream.url == fake.url
+            [identity] = fake.identities()
+            fake.push(identity, Message.CLIENT_EVENTS, _events(_commit(7)))
+            assert attribute(stream.get(timeout=5), "block_num") == "7"
+            stream.close()
     finally:
         fake.stop()

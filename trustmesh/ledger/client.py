@@ -25,7 +25,7 @@ from sawtooth_signing import Signer
 
 from trustmesh.errors import LedgerError, LedgerTimeout, TransactionRejected
 from trustmesh.ledger.batch import make_batch, make_transaction
-from trustmesh.ledger.transport import Connection, ConnectionLost, normalize_url
+from trustmesh.ledger.transport import Connection, ConnectionLost, ConnectionRefused, normalize_url
 
 if TYPE_CHECKING:
     from trustmesh.ledger.events import Events, EventStream
@@ -395,24 +395,29 @@ class LedgerClient:
             order.insert(0, prefer_url)
         errors: list[str] = []
         all_timeouts = True
-        # A second pass only when every validator dropped the connection mid-request (a restart):
-        # each then waits up to the timeout for its connection to come back.
+        # First pass: with several URLs, skip at once any that refuses connections. A second pass
+        # when nothing answered but some URL refused or dropped the request (a restart): each then
+        # waits up to the timeout for its connection to come back.
+        fail_fast = len(order) > 1
         for _ in range(2):
-            lost = 0
+            retry = 0
             for url in order:
                 connection = self._connection(url)
                 try:
-                    reply = connection.request(message_type, content, timeout=timeout or self.timeout)
+                    reply = connection.request(
+                        message_type, content, timeout=timeout or self.timeout, fail_fast=fail_fast
+                    )
                 except LedgerError as exc:
                     all_timeouts = all_timeouts and isinstance(exc, LedgerTimeout)
-                    lost += isinstance(exc, ConnectionLost)
+                    retry += isinstance(exc, ConnectionLost | ConnectionRefused)
                     errors.append(str(exc))
                     self.mark_failed(url)
                     continue
                 self.mark_ok(url)
                 return url, reply
-            if lost < len(order):
+            if not retry:
                 break
+            fail_fast = False
         summary = "; ".join(errors)
         if all_timeouts:
             raise LedgerTimeout(f"no validator answered: {summary}")

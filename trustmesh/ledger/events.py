@@ -194,38 +194,45 @@ class EventStream:
 
     # -- subscribing ---------------------------------------------------------------------------
     def _connect_and_subscribe(self, *, first: bool) -> None:
-        """Open a connection to the first validator that accepts the subscription."""
+        """Open a connection to the first validator that accepts the subscription.
+
+        With several URLs, the first pass skips at once any that refuses connections."""
         errors: list[str] = []
-        for url in self._client.url_order():
-            token = object()
-            connection = Connection(
-                url=url,
-                on_message=self._on_message,
-                on_state=lambda up, token=token: self._signals.put((token, up)),  # type: ignore[misc]
-            )
-            try:
-                self._subscribe(connection, first=first)
-            except LedgerError as exc:
-                connection.close()
-                if isinstance(exc, _Refused):
-                    raise
-                errors.append(str(exc))
-                self._client.mark_failed(url)
-                continue
-            old, self._connection, self._token = self._connection, connection, token
-            if old is not None:
-                old.close()
-            return
+        urls = self._client.url_order()
+        for fail_fast in ([True, False] if len(urls) > 1 else [False]):
+            for url in urls:
+                token = object()
+                connection = Connection(
+                    url=url,
+                    on_message=self._on_message,
+                    on_state=lambda up, token=token: self._signals.put((token, up)),  # type: ignore[misc]
+                )
+                try:
+                    self._subscribe(connection, first=first, fail_fast=fail_fast)
+                except LedgerError as exc:
+                    connection.close()
+                    if isinstance(exc, _Refused):
+                        raise
+                    errors.append(str(exc))
+                    self._client.mark_failed(url)
+                    continue
+                old, self._connection, self._token = self._connection, connection, token
+                if old is not None:
+                    old.close()
+                return
         raise LedgerError(f"no validator took the event subscription: {'; '.join(errors)}")
 
-    def _subscribe(self, connection: Connection, *, first: bool) -> None:
+    def _subscribe(self, connection: Connection, *, first: bool, fail_fast: bool = False) -> None:
         Response = client_event_pb2.ClientEventsSubscribeResponse
         last = self.last_block_id
         request = client_event_pb2.ClientEventsSubscribeRequest(
             subscriptions=self._wire_subscriptions, last_known_block_ids=[last] if last else []
         )
         reply = connection.request(
-            Message.CLIENT_EVENTS_SUBSCRIBE_REQUEST, request.SerializeToString(), timeout=self._client.timeout
+            Message.CLIENT_EVENTS_SUBSCRIBE_REQUEST,
+            request.SerializeToString(),
+            timeout=self._client.timeout,
+            fail_fast=fail_fast,
         )
         response = Response()
         response.ParseFromString(reply.content)
@@ -234,7 +241,7 @@ class EventStream:
             LOGGER.warning("%s does not know block %s; events resume from its head", connection.url, last)
             with self._lock:
                 self._last_block_id = None
-            self._subscribe(connection, first=first)
+            self._subscribe(connection, first=first, fail_fast=fail_fast)
             return
         if response.status != Response.OK:
             name = Response.Status.Name(response.status)

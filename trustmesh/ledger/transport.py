@@ -37,6 +37,10 @@ class ConnectionLost(LedgerError):
     """The connection dropped while a request was out; the request may be sent again."""
 
 
+class ConnectionRefused(LedgerError):
+    """Nothing accepts connections at the URL right now (asked to fail fast rather than wait)."""
+
+
 def normalize_url(url: str) -> str:
     """``host:port`` or ``tcp://host:port`` → ``tcp://host:port``."""
     url = url.strip()
@@ -70,6 +74,7 @@ class Connection:
         self._pending_lock = threading.Lock()
         self._outbox: queue.Queue[tuple[bytes, concurrent.futures.Future[Message] | None]] = queue.Queue()
         self._up = threading.Event()
+        self._refused = threading.Event()  # a connect attempt failed since the connection was last up
         self._closed = threading.Event()
         self._wake_addr = f"inproc://ledger-wake-{uuid.uuid4().hex}"
         self._wake_recv = self._context.socket(zmq.PAIR)
@@ -86,7 +91,7 @@ class Connection:
             self._sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
             self._sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
             self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            self._monitor = self._sock.get_monitor_socket(_UP_EVENT | _DOWN_EVENTS)
+            self._monitor = self._sock.get_monitor_socket(_UP_EVENT | _DOWN_EVENTS | zmq.EVENT_CONNECT_RETRIED)
             self._sock.connect(self.url)
         except zmq.ZMQError as exc:
             self._wake_recv.close(linger=0)
@@ -103,13 +108,21 @@ class Connection:
     def wait_up(self, timeout: float) -> bool:
         return self._up.wait(timeout)
 
-    def request(self, message_type: int, content: bytes, *, timeout: float) -> Message:
-        """Send one request and wait for its reply; LedgerTimeout if none within ``timeout`` s."""
+    def request(self, message_type: int, content: bytes, *, timeout: float, fail_fast: bool = False) -> Message:
+        """Send one request and wait for its reply; LedgerTimeout if none within ``timeout`` s.
+
+        With ``fail_fast``, a URL whose connect attempts are being refused fails at once with
+        :class:`ConnectionRefused` instead of waiting for it to come up."""
         if self._closed.is_set():
             raise LedgerError(f"connection to {self.url} is closed")
         deadline = time.monotonic() + timeout
-        if not self._up.wait(timeout):
-            raise LedgerTimeout(f"no connection to {self.url} within {timeout:g} s")
+        while not self._up.is_set():
+            if fail_fast and self._refused.is_set():
+                raise ConnectionRefused(f"{self.url} refuses connections")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LedgerTimeout(f"no connection to {self.url} within {timeout:g} s")
+            self._up.wait(min(left, 0.02) if fail_fast else left)
         correlation_id = new_correlation_id()
         future: concurrent.futures.Future[Message] = concurrent.futures.Future()
         with self._pending_lock:
@@ -190,7 +203,10 @@ class Connection:
                     while self._monitor.poll(0):
                         event = zmq.utils.monitor.recv_monitor_message(self._monitor)["event"]
                         if event == _UP_EVENT:
+                            self._refused.clear()
                             self._set_up(True)
+                        elif event == zmq.EVENT_CONNECT_RETRIED:
+                            self._refused.set()
                         elif event & _DOWN_EVENTS:
                             self._set_up(False)
                 if self._sock in events:
