@@ -5,6 +5,7 @@ test, which boots a real redis-server through the rendered start script.
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -25,10 +26,12 @@ K8S_PARTICIPANTS = {"dev": 3, "prod": 8}
 DCLINT = "dclint@3.1.0"
 
 
+@functools.cache
 def fresh_compose() -> dict[str, str]:
     return render_compose(Topology(participants=COMPOSE_PARTICIPANTS))
 
 
+@functools.cache
 def fresh_k8s(env: str) -> dict[str, str]:
     return render_k8s(env=env, participants=K8S_PARTICIPANTS[env])
 
