@@ -29,8 +29,7 @@ STOP_TIMEOUT = 10.0
 
 def ping(url: str, *, timeout: float = 1.0) -> bool:
     """True if a validator (or devnet) at ``url`` answers a PING_REQUEST within ``timeout`` seconds."""
-    context = zmq.Context.instance()
-    sock = context.socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger = 0
     try:
         sock.connect(url)

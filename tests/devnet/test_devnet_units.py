@@ -36,6 +36,7 @@ blobs = st.binary(max_size=80)
 addresses = st.text(alphabet="0123456789abcdef", min_size=70, max_size=70)
 
 
+@settings(deadline=None, max_examples=40)
 @given(kind=st.integers(0, 1000), correlation_id=text, content=blobs)
 def test_message_envelope_matches_protobuf(kind: int, correlation_id: str, content: bytes) -> None:
     encoded = wire.encode_message(kind, correlation_id, content)
@@ -46,6 +47,7 @@ def test_message_envelope_matches_protobuf(kind: int, correlation_id: str, conte
     assert encoded == reference
 
 
+@settings(deadline=None, max_examples=40)
 @given(
     strings=st.lists(text, min_size=6, max_size=6),
     inputs=st.lists(text, max_size=3),
@@ -107,6 +109,7 @@ def test_process_request_matches_protobuf(raw_header: bool) -> None:
     assert (request.payload, request.signature, request.context_id) == (b"p", "s" * 128, "c1")
 
 
+@settings(deadline=None, max_examples=40)
 @given(context_id=text, entries=st.lists(st.tuples(addresses, blobs), max_size=4))
 def test_state_requests_and_responses_match_protobuf(context_id: str, entries: list[tuple[str, bytes]]) -> None:
     set_request = TpStateSetRequest(
@@ -145,7 +148,7 @@ def test_event_receipt_and_process_responses_match_protobuf() -> None:
     assert list(receipt.data) == [b"", b"x"]
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=100)
 @given(garbage=st.binary(max_size=200))
 def test_garbage_either_decodes_or_raises_decode_error(garbage: bytes) -> None:
     for decode in (wire.decode_message, wire.decode_batch, wire.decode_txn_header, wire.decode_state_set,
@@ -156,6 +159,7 @@ def test_garbage_either_decodes_or_raises_decode_error(garbage: bytes) -> None:
             pass
 
 
+@settings(deadline=None, max_examples=40)
 @given(state=st.dictionaries(addresses, blobs, max_size=6), changes=st.dictionaries(addresses, st.none() | blobs,
                                                                                       max_size=6))
 def test_state_root_updates_incrementally(state: dict[str, bytes], changes: dict[str, bytes | None]) -> None:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import zmq
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sawtooth_sdk.messaging.exceptions import ValidatorConnectionError
 from sawtooth_sdk.protobuf.validator_pb2 import Message
@@ -92,6 +92,7 @@ def test_lost_validator_fails_pending_futures_while_others_send_then_reconnects(
         router.close(linger=0)
 
 
+@settings(deadline=None, max_examples=40)
 @given(kind=st.integers(0, 100_000), correlation_id=st.text(max_size=40), content=st.binary(max_size=100))
 def test_envelope_codec_matches_protobuf(kind: int, correlation_id: str, content: bytes) -> None:
     reference = Message(message_type=kind, correlation_id=correlation_id, content=content).SerializeToString()
