@@ -156,3 +156,41 @@ def test_bad_input_namespace_fails_the_transaction(client: RawClient, signer: Si
 def test_header_fields_reach_the_tp(client: RawClient, signer: Signer) -> None:
     header = TransactionHeader.FromString(kv_batch(signer, "set hdr 1").transactions[0].header)
     assert header.family_name == FAMILY_NAME  # the TP routes by these; a wrong family would never run
+
+
+def test_dependency_on_a_transaction_of_the_same_submit_commits_after_it(client: RawClient, signer: Signer) -> None:
+    first = kv_batch(signer, "set dep-first 1", keys=["dep-first"])
+    dependent_txn = make_transaction(
+        signer,
+        family_name=FAMILY_NAME,
+        family_version=FAMILY_VERSION,
+        payload=b"set dep-second 2",
+        inputs=[address("dep-second")],
+        outputs=[address("dep-second")],
+        dependencies=[first.transactions[0].header_signature],
+    )
+    second = make_batch(signer, [dependent_txn])
+    assert client.submit([second, first]) == OK  # the dependent batch first: it must wait
+    statuses = client.statuses([second.header_signature, first.header_signature])
+    assert [s.status for s in statuses] == [ClientBatchStatus.COMMITTED] * 2
+    assert client.value("dep-second") == "2"
+
+
+def test_state_list_pages_by_address(client: RawClient, signer: Signer) -> None:
+    batch = kv_batch(signer, *[f"set page-{i} {i}" for i in range(5)])
+    assert client.submit([batch]) == OK
+    assert client.status(batch.header_signature).status == ClientBatchStatus.COMMITTED
+    seen: list[str] = []
+    start = ""
+    while True:
+        page = client.state_list(NAMESPACE, start=start, limit=2)
+        assert page.status == ClientStateListResponse.OK
+        assert len(page.entries) <= 2
+        seen.extend(e.address for e in page.entries)
+        if not page.paging.next:
+            break
+        start = page.paging.next
+    assert seen == sorted(seen)
+    assert {address(f"page-{i}") for i in range(5)} <= set(seen)
+    assert client.state_list("ab" * 10).status == ClientStateListResponse.NO_RESOURCE
+    assert client.state_list("abc").status == ClientStateListResponse.INVALID_ADDRESS
