@@ -51,7 +51,7 @@ def _couchdb_url() -> str:
     return f"http://{_env('COUCHDB_USER')}:{_env('COUCHDB_PASSWORD')}@couchdb-0:{PORTS['couchdb']}"
 
 
-def _trustmesh(args: list[str], *, networks: list[str], keygen: str | None = None,
+def _trustmesh(args: list[str], *, networks: list[str] | None, keygen: str | None = None,
                depends: dict[str, str] | None = None, health: str | None = None) -> dict[str, Any]:
     """A service running `trustmesh ARGS` in the project image (its key made on first start)."""
     service: dict[str, Any] = {
@@ -69,7 +69,10 @@ def _trustmesh(args: list[str], *, networks: list[str], keygen: str | None = Non
         service["volumes"] = [f"{keygen}-keys:{KEY_DIR}", f"public-keys:{PUBLIC_KEY_DIR}"]
     if depends:
         service["depends_on"] = {name: {"condition": cond} for name, cond in depends.items()}
-    service["networks"] = networks
+    if networks is None:
+        service["network_mode"] = "none"
+    else:
+        service["networks"] = networks
     service["restart"] = "unless-stopped"
     return service
 
@@ -242,11 +245,10 @@ def _node_services(t: Topology) -> dict[str, dict[str, Any]]:
             networks=["ledger", "data", "history"], keygen=name,
             depends={**tps_up, **data_ready, "couchdb-setup": "service_completed_successfully"},
             health=f"validator-{i % t.validators}:{PORTS['component']}")
-    services["workflow-check"] = _trustmesh(Topology.workflow_validate_args(), networks=[])
-    services["workflow-check"]["volumes"] = [f"{_env('TRUSTMESH_WORKFLOW_FILE')}:{WORKFLOW_PATH}:ro"]
-    services["workflow-check"]["network_mode"] = "none"
-    del services["workflow-check"]["networks"]
-    services["workflow-check"]["restart"] = "no"
+    check = _trustmesh(Topology.workflow_validate_args(), networks=None)
+    check["volumes"] = [f"{_env('TRUSTMESH_WORKFLOW_FILE')}:{WORKFLOW_PATH}:ro"]
+    check["restart"] = "no"
+    services["workflow-check"] = check
     for i in range(t.participants):
         name = f"participant-{i}"
         services[name] = _trustmesh(
