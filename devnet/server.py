@@ -37,9 +37,9 @@ from sawtooth_signing import Signer
 from trustmesh.devnet import wire
 from trustmesh.devnet.broadcaster import Broadcaster
 from trustmesh.devnet.clients import ClientHandlers
-from trustmesh.devnet.executor import Executor
+from trustmesh.devnet.executor import Executor, Outcome
 from trustmesh.devnet.processors import MAX_SDK_PROTOCOL_VERSION, Processor, ProcessorRegistry
-from trustmesh.devnet.publisher import Publisher
+from trustmesh.devnet.publisher import Committed, Publisher
 from trustmesh.devnet.store import ChainStore
 
 LOGGER = logging.getLogger(__name__)
@@ -175,15 +175,15 @@ class Devnet:
         self._send_to(identity, f"{self._correlation_prefix}-{self._counter:x}", message_type, content)
 
     # -- callbacks from the publisher / executor -------------------------------------------------
-    def _on_outcome(self, outcome: object) -> None:
-        self.publisher.on_outcome(outcome)  # type: ignore[arg-type]
+    def _on_outcome(self, outcome: Outcome) -> None:
+        self.publisher.on_outcome(outcome)
         self._dirty = True
 
     def _on_resolved(self, batch_ids: list[str]) -> None:
         self.clients.on_resolved(batch_ids)
 
-    def _on_committed(self, committed: object) -> None:
-        self.broadcaster.on_committed(committed)  # type: ignore[arg-type]
+    def _on_committed(self, committed: Committed) -> None:
+        self.broadcaster.on_committed(committed)
 
     # -- the loop ---------------------------------------------------------------------------------
     def stop(self) -> None:
