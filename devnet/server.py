@@ -238,7 +238,10 @@ class Devnet:
                 self._connection_closed(int(event["value"]))
 
     def _connection_closed(self, fd: int) -> None:
-        LOGGER.debug("a connection closed (fd %d)", fd)
+        LOGGER.info(
+            "a connection closed (fd %d): by the peer, or refused for a message over %d MiB",
+            fd, _HARD_LIMIT // 2**20,
+        )
         for processor in self._registry.on_fd(fd):
             self._drop_processor(processor, "disconnected")
         self.broadcaster.connection_closed(fd)
