@@ -626,6 +626,13 @@ class _Render:
         return self.node_statefulset("participant", "trustmesh-participant-keys", container,
                                      replicas=self.topology.participants)
 
+    def disruption_budgets(self) -> list[Doc]:
+        """Voluntary evictions (node drains) take at most one ledger, Redis or CouchDB pod at a
+        time: PBFT with 4 validators and Redis with a replica per master survive one loss."""
+        return [{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": self.meta(name, name),
+                 "spec": {"maxUnavailable": 1, "selector": {"matchLabels": self.selector(component)}}}
+                for name, component in [("ledger", "ledger"), ("redis", "redis"), ("couchdb", "couchdb")]]
+
     # ------------------------------------------------------------------ NetworkPolicies
 
     def policy(self, name: str, component: str | None, *, ingress: list[Doc] | None = None,
@@ -731,6 +738,7 @@ def render_k8s(*, env: str, participants: int, compute_nodes: int | None = None,
         "50-compute.yaml": r.compute(),
         "60-coordinator.yaml": r.coordinator(),
         "70-participants.yaml": r.participants(),
+        "80-disruption-budgets.yaml": r.disruption_budgets(),
         "90-network-policies.yaml": r.network_policies(),
     }
     for docs in parts.values():
