@@ -3,6 +3,7 @@ names, key names resolved from the key's folder, initial model hash and privacy 
 initial model blob in Redis, and the chain's reason (exit 1) when it refuses."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,12 @@ def test_register_records_the_workflow_and_stores_the_initial_model(
 
 def test_register_records_the_privacy_cap(
     stack: LocalStack, fed: Federation, keys: dict[str, tuple[Path, str]], capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    doc = load_workflow(PRIVATE)  # client DP; secure aggregation off, so only the DP budget caps rounds
+    doc["privacy"]["secure_aggregation"] = {"enabled": False, "threshold": None}
+    private = tmp_path / "dp.json"
+    private.write_text(json.dumps(doc))
     computed: list[int | None] = []
 
     def accountant(doc: dict[str, Any]) -> int | None:  # the real accountant, its answer kept
@@ -62,11 +67,11 @@ def test_register_records_the_privacy_cap(
         return computed[-1]
 
     monkeypatch.setattr(coordinator, "privacy_cap", accountant)
-    assert register(stack, PRIVATE, keys["iot-0"][0]) == 0
+    assert register(stack, private, keys["iot-0"][0]) == 0
     assert capsys.readouterr().out.strip() == "private-mnist active"
     record = fed.node().workflow("private-mnist")
     assert record is not None and len(computed) == 1
-    assert 1 <= record.privacy_cap == computed[0] < load_workflow(PRIVATE)["rounds"]
+    assert 1 <= record.privacy_cap == computed[0] < doc["rounds"]
 
 
 def test_register_refuses_a_key_that_is_not_the_named_coordinator(
