@@ -80,6 +80,11 @@ def test_references_resolve(k8s_docs, env):
                     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == ref["name"])
                     assert ref["key"] in cm["data"], where
             defined = {e["name"] for e in c.get("env", [])}
+            seen: set[str] = set()
+            for env_var in c.get("env", []):  # $(VAR) in an env value expands only from earlier entries
+                for var in re.findall(r"\$\(([A-Z_]+)\)", env_var.get("value", "")):
+                    assert var in seen, f"{where}/{c['name']}: {env_var['name']} uses $({var}) before it is set"
+                seen.add(env_var["name"])
             for arg in c.get("args", []) + c.get("command", []):
                 for var in re.findall(r"\$\(([A-Z_]+)\)", arg):
                     assert var in defined, f"{where}/{c['name']}: $({var}) is not in its env, so never expanded"
