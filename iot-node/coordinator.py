@@ -32,21 +32,25 @@ def new_schedule_id(round_no: int) -> str:
     return f"r{round_no}-{uuid.uuid4().hex[:12]}"
 
 
+def _dp_plan(doc: dict[str, Any]) -> Any:
+    from trustmesh.privacy.rounds import client_dp
+
+    full = apply_defaults(doc)
+    if full["privacy"]["secure_aggregation"].get("enabled"):
+        raise ConfigError("secure aggregation is in trustmesh.privacy.secagg but not wired into rounds yet")
+    fed = full["federation_config"]
+    return client_dp(full["privacy"]["dp"], expected_nodes=int(full["expected_nodes"]),
+                     min_nodes=int(fed.get("min_nodes_required", full["expected_nodes"])))
+
+
 def privacy_cap(doc: dict[str, Any]) -> int | None:
     """The number of rounds the workflow's DP budget allows (None when DP is off)."""
-    full = apply_defaults(doc)
-    dp = full["privacy"]["dp"]
-    if dp.get("mode", "none") == "none":
+    plan = _dp_plan(doc)
+    if plan is None:
         return None
-    from trustmesh.privacy.accountant import rounds_allowed
-
-    if dp.get("epsilon") is None or dp.get("noise_multiplier") is None:
-        raise ConfigError("privacy.dp needs epsilon and noise_multiplier to compute the round cap")
-    cap = rounds_allowed(
-        dp["epsilon"], dp.get("delta") or 1e-5, dp["noise_multiplier"], 1.0, int(full["rounds"])
-    )
+    cap = plan.round_cap(int(apply_defaults(doc)["rounds"]))
     if cap < 1:
-        raise ConfigError(f"the privacy budget epsilon={dp['epsilon']} allows no round at all")
+        raise ConfigError("the privacy budget allows no round at all: raise epsilon or the noise multiplier")
     return int(cap)
 
 
@@ -113,9 +117,11 @@ class Coordinator:
         if workflow.last_round == 0 and not self._quorum_online(workflow):
             return "waiting"
         next_round = workflow.last_round + 1
+        plan = _dp_plan(self.doc)
+        spent = plan.epsilon_spent(next_round) if plan is not None else None
         try:
             self.chain.act("open_round", workflow_id=self.workflow_id, round=next_round,
-                           schedule_id=new_schedule_id(next_round))
+                           schedule_id=new_schedule_id(next_round), epsilon_spent=spent)
         except TransactionRejected as exc:
             LOGGER.warning("open_round %d refused: %s", next_round, exc)
             return "waiting"

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from trustmesh.errors import LedgerError, TransactionRejected, TrustMeshError
 from trustmesh.fl.codecs import decode_params, encode_update, model_hash, update_hash
 from trustmesh.fl.initial import initial_model
 from trustmesh.fl.models import build_model
-from trustmesh.fl.params import delta, get_params, set_params, spec_for_model
+from trustmesh.fl.params import Params, delta, get_params, set_params, spec_for_model
 from trustmesh.fl.partition import client_partition
 from trustmesh.fl.train import evaluate, train_local
 
@@ -68,6 +69,7 @@ class Participant:
         self.transform = transform  # tests use it to play a misbehaving participant
         self._data: tuple[np.ndarray, np.ndarray] | None = None
         self._done_rounds: set[int] = set()
+        self._privatizer: Any = None
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> list[SubmittedRound]:
         """Submit to every open round until the workflow completes or ``stop()`` is true."""
@@ -130,6 +132,20 @@ class Participant:
             )
         return self._data
 
+    def _privatize(self, workflow: WorkflowRecord, round_no: int, update: Params) -> Params:
+        """Client-level DP: clip to C and add this node's noise share, exactly once per round."""
+        from trustmesh.privacy.dp import RoundPrivatizer
+        from trustmesh.privacy.rounds import client_dp
+
+        spec = workflow.spec
+        plan = client_dp(spec.privacy.dp, expected_nodes=spec.expected_nodes, min_nodes=spec.min_nodes_required)
+        if plan is None:
+            return update
+        if self._privatizer is None:
+            self._privatizer = RoundPrivatizer(noise=plan.noise)
+        done = self._privatizer.applied(round_no)
+        return (done or self._privatizer.privatize(round_no, update)).params
+
     def submit(self, workflow: WorkflowRecord, record: RoundRecord) -> SubmittedRound:
         spec, training = workflow.spec, workflow.spec.training
         base = self.base_model(workflow, record)
@@ -145,6 +161,7 @@ class Participant:
         update = delta(get_params(model), base)
         if self.transform is not None:
             update = self.transform(update)
+        update = self._privatize(workflow, record.round, update)
         blob = encode_update(update, self.codec)
         digest = update_hash(blob)
         inline = len(blob) <= MAX_INLINE_UPDATE

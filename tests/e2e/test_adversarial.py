@@ -12,14 +12,13 @@ A model blob altered in Redis makes verify-round report a mismatch and participa
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import redis
-from conftest import small_workflow, wait_for
+from e2e_support import Nodes, node_chain, small_workflow, wait_for
 
 from trustmesh.chain import Chain
 from trustmesh.compute.node import ComputeNode
@@ -43,26 +42,6 @@ PARTICIPANTS = 4
 ATTACKER = PARTICIPANTS - 1
 
 
-class Nodes:
-    """Node threads of the test; each stops when its flag is set."""
-
-    def __init__(self) -> None:
-        self.threads: list[tuple[threading.Thread, threading.Event]] = []
-
-    def start(self, run: Callable[..., Any]) -> threading.Event:
-        flag = threading.Event()
-        thread = threading.Thread(target=run, kwargs={"stop": flag.is_set}, daemon=True)
-        thread.start()
-        self.threads.append((thread, flag))
-        return flag
-
-    def stop_all(self) -> None:
-        for _, flag in self.threads:
-            flag.set()
-        for thread, _ in self.threads:
-            thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local = LocalStack(run_dir=tmp_path_factory.mktemp("e2e-adversarial"))
@@ -73,18 +52,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local.stop()
 
 
-def _chain(stack: LocalStack, name: str) -> Chain:
-    from trustmesh.ledger.keys import load_signer
-
-    return Chain(client=LedgerClient(urls=[stack.ledger_url]), signer=load_signer(stack.key(name).private_path))
-
-
 def _scaled(update: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: (arr * 100.0).astype(np.float32) for name, arr in update.items()}
 
 
 def _participant(stack: LocalStack, i: int) -> Participant:
-    return Participant(chain=_chain(stack, participant_name(i)), dataplane=RedisDataPlane(stack.redis_for("participant")),
+    return Participant(chain=node_chain(stack, participant_name(i)), dataplane=RedisDataPlane(stack.redis_for("participant")),
                        workflow_id=WORKFLOW_ID, partition=i, poll_interval=0.2,
                        transform=_scaled if i == ATTACKER else None)
 
@@ -108,14 +81,14 @@ def test_forged_duplicate_scaled_offline_and_tampered(stack: LocalStack) -> None
 
 
 def _run_scenario(stack: LocalStack, plan: dict[str, Any], nodes: Nodes) -> None:
-    coordinator = Coordinator(chain=_chain(stack, COORDINATOR), doc=plan,
+    coordinator = Coordinator(chain=node_chain(stack, COORDINATOR), doc=plan,
                               dataplane=RedisDataPlane(stack.redis_for("coordinator")))
     coordinator.register()
     recorders = []
     for i in range(2):
         recorder = open_recorder(stack.history_url, stack.run_dir / f"outbox-{i}.sqlite")
         recorders.append(recorder)
-        node = ComputeNode(chain=_chain(stack, compute_name(i)), dataplane=RedisDataPlane(stack.redis_for("compute")),
+        node = ComputeNode(chain=node_chain(stack, compute_name(i)), dataplane=RedisDataPlane(stack.redis_for("compute")),
                            workflow_ids=[WORKFLOW_ID], history=recorder, poll_interval=0.2, heartbeat_every=0.5)
         nodes.start(node.run)
     # Participants 1 and 2 join only after the forged and duplicate submissions were tried, so the
@@ -137,7 +110,7 @@ def _run_scenario(stack: LocalStack, plan: dict[str, Any], nodes: Nodes) -> None
     with pytest.raises(TransactionRejected, match="not a participant"):
         outsider.submit_update(**fields)
     with pytest.raises(TransactionRejected, match="already submitted"):
-        _chain(stack, participant_name(0)).submit_update(**fields)
+        node_chain(stack, participant_name(0)).submit_update(**fields)
     participant_flags += [nodes.start(_participant(stack, i).run) for i in range(PARTICIPANTS) if i not in early]
 
     round1 = wait_for("round 1 to settle", lambda: _settled(reader, 1), timeout=180)

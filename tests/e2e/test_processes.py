@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import run_cli, small_workflow, wait_for, write_json
+from e2e_support import run_cli, small_workflow, wait_for, write_json
 
 from trustmesh.chain import Chain
 from trustmesh.compute.cli import FAULT_DELAY_ENV

@@ -100,3 +100,13 @@ def test_sample_weighting_weakens_the_guarantee():
 def test_plan_rejects_a_quorum_above_the_expected_nodes():
     with pytest.raises(PrivacyConfigError):
         DistributedNoise(noise_multiplier=1.0, clip=1.0, expected_nodes=3, min_nodes=5)
+
+
+def test_noise_keeps_the_parameter_order_the_codec_expects() -> None:
+    import numpy as np
+
+    from trustmesh.privacy.dp import add_gaussian_noise
+
+    params = {"z.weight": np.zeros(3, np.float32), "a.bias": np.zeros(2, np.float32)}
+    noisy = add_gaussian_noise(params, 0.1, np.random.default_rng(0))
+    assert list(noisy) == ["z.weight", "a.bias"]

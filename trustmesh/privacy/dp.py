@@ -60,7 +60,7 @@ def add_gaussian_noise(params: Mapping[str, np.ndarray], std: float, rng: np.ran
         value = np.asarray(params[name], dtype=np.float32)
         noise = rng.normal(0.0, std, size=value.shape) if std > 0 else np.zeros(value.shape)
         noisy[name] = (value.astype(np.float64) + noise).astype(np.float32)
-    return noisy
+    return {name: noisy[name] for name in params}  # the caller's order: the update codec checks it
 
 
 def weighted_noise_multiplier(weights: list[float] | np.ndarray, noise_multiplier: float) -> float:
