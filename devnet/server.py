@@ -40,6 +40,7 @@ from trustmesh.devnet.clients import ClientHandlers
 from trustmesh.devnet.executor import Executor, Outcome
 from trustmesh.devnet.processors import MAX_SDK_PROTOCOL_VERSION, Processor, ProcessorRegistry
 from trustmesh.devnet.publisher import Committed, Publisher
+from trustmesh.devnet.queries import ChainQueries
 from trustmesh.devnet.store import ChainStore
 
 LOGGER = logging.getLogger(__name__)
@@ -150,9 +151,8 @@ class Devnet:
         )
         self.executor = Executor(registry=self._registry, send=self._send, on_outcome=self._on_outcome)
         self.publisher.executor = self.executor
-        self.clients = ClientHandlers(
-            store=self._store, publisher=self.publisher, endpoint=bind, answer=self._send_to
-        )
+        self.clients = ClientHandlers(store=self._store, publisher=self.publisher, answer=self._send_to)
+        self.queries = ChainQueries(store=self._store, publisher=self.publisher, endpoint=bind)
         self.broadcaster = Broadcaster(store=self._store, head=lambda: self.publisher.head, notify=self._notify)
         LOGGER.info(
             "devnet serving %s; head block %d %s", bind, self.publisher.head.block_num,
@@ -341,9 +341,9 @@ class Devnet:
         if kind == M.TP_RECEIPT_ADD_DATA_REQUEST:
             return self.executor.on_receipt_add_data(content)
         if kind == M.CLIENT_STATE_GET_REQUEST:
-            return self.clients.state_get(content)
+            return self.queries.state_get(content)
         if kind == M.CLIENT_STATE_LIST_REQUEST:
-            return self.clients.state_list(content)
+            return self.queries.state_list(content)
         if kind == M.PING_REQUEST:
             return M.PING_RESPONSE, PingResponse().SerializeToString()
         if kind == M.PING_RESPONSE:
@@ -372,17 +372,17 @@ class Devnet:
             M.CLIENT_BLOCK_GET_BY_BATCH_ID_REQUEST,
             M.CLIENT_BLOCK_GET_BY_TRANSACTION_ID_REQUEST,
         ):
-            return self.clients.block_get(kind, content)
+            return self.queries.block_get(kind, content)
         if kind == M.CLIENT_BLOCK_LIST_REQUEST:
-            return self.clients.block_list(content)
+            return self.queries.block_list(content)
         if kind == M.CLIENT_BATCH_GET_REQUEST:
-            return self.clients.batch_get(content)
+            return self.queries.batch_get(content)
         if kind == M.CLIENT_TRANSACTION_GET_REQUEST:
-            return self.clients.transaction_get(content)
+            return self.queries.transaction_get(content)
         if kind == M.CLIENT_RECEIPT_GET_REQUEST:
-            return self.clients.receipt_get(content)
+            return self.queries.receipt_get(content)
         if kind == M.CLIENT_STATUS_GET_REQUEST:
-            return self.clients.status_get()
+            return self.queries.status_get()
         LOGGER.warning("dropped a message of unsupported type %s from %s", _type_name(kind), identity.hex()[:12])
         return None
 
