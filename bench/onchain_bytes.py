@@ -165,7 +165,7 @@ def play_round(clients: int, submission: Callable[[int], bytes], model: str) -> 
         coordinator_node=public_key_hex(coordinator),
         participant_nodes=[public_key_hex(p) for p in participants],
         compute_nodes=[public_key_hex(aggregator), public_key_hex(attester)],
-        min_nodes_required=max(1, clients // 2), attestations_required=1)
+        min_nodes_required=max(1, clients // 2), attestations_required=1, round_timeout=3600)
     initial = hashlib.sha512(encode_params(get_params(build_model(model)))).hexdigest()
     registration = {k: v for k, v in register_payload(doc, initial_model_hash=initial).items()
                     if k not in ("schema_version", "action")}
