@@ -18,12 +18,13 @@ from trustmesh.chain import Chain
 from trustmesh.contracts.records import MAX_INLINE_UPDATE, RoundRecord, WorkflowRecord
 from trustmesh.dataplane.store import DataPlane
 from trustmesh.errors import LedgerError, TransactionRejected, TrustMeshError
-from trustmesh.fl.codecs import decode_params, encode_update, model_hash, update_hash
+from trustmesh.fl.codecs import decode_params, encode_update, model_hash
 from trustmesh.fl.initial import initial_model
 from trustmesh.fl.models import build_model
 from trustmesh.fl.params import Params, delta, get_params, set_params, spec_for_model
 from trustmesh.fl.partition import client_partition
 from trustmesh.fl.train import evaluate, train_local
+from trustmesh.iot.transaction_initiator import submit_envelope
 
 LOGGER = logging.getLogger(__name__)
 
@@ -163,15 +164,12 @@ class Participant:
             update = self.transform(update)
         update = self._privatize(workflow, record.round, update)
         blob = encode_update(update, self.codec)
-        digest = update_hash(blob)
-        inline = len(blob) <= MAX_INLINE_UPDATE
-        if not inline:
-            self.dataplane.put_update_blob(self.workflow_id, record.schedule_id, digest, blob)
-        self.chain.submit_update(
-            workflow_id=self.workflow_id, round=record.round, schedule_id=record.schedule_id,
-            update_hash=digest, inline=blob if inline else None, num_samples=int(result.num_samples),
+        digest = submit_envelope(
+            self.chain, self.dataplane, workflow_id=self.workflow_id, round_no=record.round,
+            schedule_id=record.schedule_id, envelope=blob, num_samples=int(result.num_samples),
             metrics={"accuracy": float(accuracy), "loss": float(result.loss)},
         )
+        inline = len(blob) <= MAX_INLINE_UPDATE
         LOGGER.info("round %s: submitted %d samples (%s, %d bytes)", record.round, result.num_samples,
                     "inline" if inline else "by reference", len(blob))
         return SubmittedRound(record.round, digest, int(result.num_samples), result.seconds, inline)
