@@ -1,47 +1,18 @@
-"""Fixtures for the deployment checks: the repo's rendered files, fresh renders, lint tools.
+"""Fixtures for the deployment checks: fresh renders, the compose-spec schema.
 
-No Docker engine or Kubernetes cluster runs here: every check is static, except the Redis ACL
-test, which boots a real redis-server through the rendered start script.
+No Docker engine or Kubernetes cluster runs here: the checks are static, except the Redis tests,
+which boot real redis-servers through the rendered start scripts, and the script tests, which run
+the scripts against stand-ins for the commands that exist only inside third-party images.
 """
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-
-from trustmesh.deploy.compose import render_compose
-from trustmesh.deploy.k8s import render_k8s
-from trustmesh.deploy.topology import Topology
-
-REPO = Path(__file__).resolve().parents[2]
-DOCKER = REPO / "docker"
-KUBERNETES = REPO / "kubernetes"
-# The participant counts the committed renders were made with (see each file's header).
-COMPOSE_PARTICIPANTS = 3
-K8S_PARTICIPANTS = {"dev": 3, "prod": 8}
-DCLINT = "dclint@3.1.0"
-
-
-@functools.cache
-def fresh_compose() -> dict[str, str]:
-    return render_compose(Topology(participants=COMPOSE_PARTICIPANTS))
-
-
-@functools.cache
-def fresh_k8s(env: str) -> dict[str, str]:
-    return render_k8s(env=env, participants=K8S_PARTICIPANTS[env])
-
-
-def tool(name: str) -> str:
-    """Path of a lint tool that requirements-test.txt installs; a missing one is a setup error."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found: pip install -r requirements-test.txt")
-    return path
+import yaml
+from deploy_support import DCLINT, K8S_PARTICIPANTS, REPO, fresh_compose, fresh_k8s
 
 
 @pytest.fixture(scope="session")
@@ -67,15 +38,11 @@ def compose_files() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def compose_doc(compose_files: dict[str, str]) -> dict:
-    import yaml
-
     return yaml.safe_load(compose_files["compose.yaml"])
 
 
 @pytest.fixture(scope="session")
 def k8s_docs() -> dict[str, list[dict]]:
     """Every Kubernetes document of both profiles, by profile."""
-    import yaml
-
     return {env: [doc for text in fresh_k8s(env).values() for doc in yaml.safe_load_all(text) if doc]
             for env in K8S_PARTICIPANTS}

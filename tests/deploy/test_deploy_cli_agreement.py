@@ -12,7 +12,7 @@ import shlex
 
 import pytest
 import yaml
-from conftest import DOCKER, REPO, fresh_compose, fresh_k8s
+from deploy_support import DOCKER, REPO, fresh_compose, fresh_k8s
 
 from trustmesh.cli import COMMANDS
 from trustmesh.deploy.scripts import SCRIPTS

@@ -9,7 +9,7 @@ import subprocess
 import jsonschema
 import pytest
 import yaml
-from conftest import DOCKER
+from deploy_support import DOCKER
 
 from trustmesh.deploy.topology import CREDENTIALS
 

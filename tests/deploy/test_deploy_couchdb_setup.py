@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import DOCKER
+from deploy_support import DOCKER
 
 # Logs each call's method, URL and body; answers the setup state from $STATE and 201 to PUTs.
 _CURL = r"""#!/bin/bash

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
-from conftest import DOCKER, REPO
+from deploy_support import DOCKER, REPO
 
 DOCKERFILE = (DOCKER / "Dockerfile").read_text()
 

@@ -8,7 +8,7 @@ import subprocess
 
 import kubernetes_validate
 import pytest
-from conftest import K8S_PARTICIPANTS, KUBERNETES, tool
+from deploy_support import K8S_PARTICIPANTS, KUBERNETES, tool
 
 from trustmesh.deploy.k8s import CREDENTIALS_SECRET
 from trustmesh.deploy.topology import CREDENTIALS

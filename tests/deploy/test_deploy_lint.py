@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import DOCKER, KUBERNETES, REPO, tool
+from deploy_support import DOCKER, KUBERNETES, REPO, tool
 
 from trustmesh.deploy.scripts import SCRIPTS
 

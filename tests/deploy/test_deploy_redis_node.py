@@ -10,7 +10,7 @@ import time
 
 import pytest
 import redis
-from conftest import DOCKER
+from deploy_support import DOCKER
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 

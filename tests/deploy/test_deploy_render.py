@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from conftest import (
+from deploy_support import (
     COMPOSE_PARTICIPANTS,
     DOCKER,
     K8S_PARTICIPANTS,

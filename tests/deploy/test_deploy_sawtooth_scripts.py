@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import DOCKER
+from deploy_support import DOCKER
 
 # Each stand-in appends its argv (as JSON) to $CALLS and does the file work the real one does.
 _STUBS = {
