@@ -178,7 +178,7 @@ def record_evaluation(view: StateView, signer: str, payload: RecordEvaluation) -
         raise RuleViolation(f"round {record.round} has no result to evaluate")
     gate = workflow.spec.gate
     previous = workflow.model_accuracy
-    passes = payload.accuracy >= gate.min_accuracy and (previous is None or previous - payload.accuracy <= gate.max_drop)
+    passes = gate_passes(payload.accuracy, previous, min_accuracy=gate.min_accuracy, max_drop=gate.max_drop)
     verdict = "accepted" if passes else "rejected"
     evaluation = Evaluation(
         evaluator=signer,
@@ -212,3 +212,19 @@ def record_evaluation(view: StateView, signer: str, payload: RecordEvaluation) -
         ("model_version", str(workflow.model_version)),
     )
     return Outcome(changes=changes, events=[event])
+
+
+_GATE_UNITS = 1_000_000  # accuracies compared in millionths: 0.90 - 0.85 must not exceed a 0.05 drop
+
+
+def gate_passes(accuracy: float, previous: float | None, *, min_accuracy: float, max_drop: float) -> bool:
+    """The validation gate: accuracy >= the minimum and no more than ``max_drop`` below the current model.
+
+    Compared in integer millionths, so a drop of exactly ``max_drop`` passes despite binary floats.
+    """
+    def units(x: float) -> int:
+        return round(x * _GATE_UNITS)
+
+    if units(accuracy) < units(min_accuracy):
+        return False
+    return previous is None or units(previous) - units(accuracy) <= units(max_drop)
