@@ -63,14 +63,14 @@ def plot_rounds(rows: list[RoundRow], path: Path, *, title: str) -> Path | None:
 
     fig, ax_acc = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     xs = [r.round for r in points]
-    ax_acc.plot(xs, [r.accuracy for r in points], marker="o", color="tab:blue", label="test accuracy")
+    ax_acc.plot(xs, [float(r.accuracy or 0.0) for r in points], marker="o", color="tab:blue", label="test accuracy")
     ax_acc.set_xlabel("round")
     ax_acc.set_ylabel("test accuracy", color="tab:blue")
     ax_acc.set_ylim(0.0, 1.0)
     ax_acc.set_xticks(xs)
     if any(r.loss is not None for r in points):
         ax_loss = ax_acc.twinx()
-        ax_loss.plot(xs, [r.loss for r in points], marker="s", color="tab:red", label="test loss")
+        ax_loss.plot(xs, [float("nan") if r.loss is None else r.loss for r in points], marker="s", color="tab:red", label="test loss")
         ax_loss.set_ylabel("test loss", color="tab:red")
     ax_acc.set_title(title)
     ax_acc.grid(alpha=0.3)
