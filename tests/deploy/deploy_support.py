@@ -3,6 +3,7 @@ conftest.py, so test modules import from here, never from `conftest`)."""
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from pathlib import Path
 
@@ -26,9 +27,17 @@ def fresh_compose() -> dict[str, str]:
     return render_compose(Topology(participants=COMPOSE_PARTICIPANTS))
 
 
+# dev carries the compose example workflow (its node names match dev's); prod a placeholder.
+K8S_WORKFLOW = {"dev": DOCKER / "workflow.json", "prod": None}
+
+
 @functools.cache
 def fresh_k8s(env: str) -> dict[str, str]:
-    return render_k8s(env=env, participants=K8S_PARTICIPANTS[env])
+    workflow = K8S_WORKFLOW[env]
+    if workflow is None:
+        return render_k8s(env=env, participants=K8S_PARTICIPANTS[env])
+    return render_k8s(env=env, participants=K8S_PARTICIPANTS[env], workflow_json=workflow.read_text(),
+                      workflow_id=json.loads(workflow.read_text())["workflow_id"])
 
 
 def tool(name: str) -> str:

@@ -2,6 +2,7 @@
 the issue asks for (checked statically: no Docker engine runs here)."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from deploy_support import DOCKER
 
+from trustmesh.deploy.compose import EXAMPLE_WORKFLOW
 from trustmesh.deploy.topology import CREDENTIALS
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?][^}]*)?\}")
@@ -75,9 +77,9 @@ def test_every_variable_is_in_the_env_template_and_no_secret_is_committed(compos
                 if (m.group(2) or "").startswith(":?")}
     assert used - declared <= {"VERIFY_ROUND"}, f"variables missing from .env.template: {used - declared}"
     assert set(CREDENTIALS) <= required, "every credential must be required (:?), never defaulted"
-    values = {line.split("=", 1)[1] for line in template.splitlines()
-              if "=" in line and not line.startswith("#")}
-    assert values <= {"", "trustmesh"}, "the template must not carry real credentials"
+    credentials = {line.split("=", 1)[1] for line in template.splitlines()
+                   if "=" in line and line.split("=", 1)[0] in CREDENTIALS}
+    assert credentials <= {"", "trustmesh"}, "the template must not carry real credentials"
     assert "COMPOSE_PROJECT_NAME=trustmesh" in template.splitlines()
     assert ".env" in (DOCKER / ".gitignore").read_text().splitlines(), "docker/.env must stay out of git"
 
@@ -158,7 +160,7 @@ def _sample_env(template: str) -> str:
     for line in template.splitlines():
         if "=" in line and not line.startswith("#"):
             name, value = line.split("=", 1)
-            value = value or ("../examples/mnist-federated.json" if name == "TRUSTMESH_WORKFLOW_FILE" else "0a1b2c")
+            value = value or "0a1b2c"
             line = f"{name}={value}"
         lines.append(line)
     return "\n".join(lines) + "\n"
@@ -179,3 +181,18 @@ def test_debian_docker_compose_accepts_the_file_and_demands_the_credentials(tmp_
     result = subprocess.run([binary, "-f", "compose.yaml", "config", "-q"], cwd=folder, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_example_workflow_is_valid_and_names_exactly_the_rendered_nodes(compose_doc, compose_files):
+    from trustmesh.cli import main
+
+    path = DOCKER / EXAMPLE_WORKFLOW
+    assert main(["workflow", "validate", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    fed = doc["federation_config"]
+    services = compose_doc["services"]
+    assert fed["coordinator_node"] == "coordinator"
+    assert sorted(fed["compute_nodes"]) == sorted(s for s in services if re.fullmatch(r"compute-\d+", s))
+    assert sorted(fed["participant_nodes"]) == sorted(s for s in services if re.fullmatch(r"participant-\d+", s))
+    assert fed["enrolment"] == "open", "participants beyond the listed ones join through enroll/approve"
+    assert f"TRUSTMESH_WORKFLOW_ID={doc['workflow_id']}" in compose_files[".env.template"].splitlines()

@@ -7,6 +7,7 @@ from deploy_support import (
     COMPOSE_PARTICIPANTS,
     DOCKER,
     K8S_PARTICIPANTS,
+    K8S_WORKFLOW,
     KUBERNETES,
     fresh_compose,
     fresh_k8s,
@@ -36,7 +37,9 @@ def test_committed_manifests_equal_a_fresh_render():
         for name, text in fresh.items():
             assert (KUBERNETES / env / name).read_text() == text, (
                 f"kubernetes/{env}/{name} differs; " + RERENDER.format(
-                    what=f"k8s --env {env} --participants {n} --out kubernetes/{env}"))
+                    what=f"k8s --env {env} --participants {n}"
+                    + (" --workflow docker/workflow.json" if K8S_WORKFLOW[env] else "")
+                    + f" --out kubernetes/{env}"))
 
 
 def test_cli_writes_the_compose_folder(tmp_path, capsys):

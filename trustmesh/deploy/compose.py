@@ -27,6 +27,9 @@ _HEADER = (
     "# Credentials come from .env (copy .env.template); `docker compose build` makes the trustmesh image.\n"
 )
 _NEED = "set it in docker/.env, see .env.template"
+# Hand-written beside compose.yaml: a workflow naming the nodes of the default render (N=3).
+EXAMPLE_WORKFLOW = "workflow.json"
+EXAMPLE_WORKFLOW_ID = "trustmesh-compose-mnist"
 
 
 def _env(name: str) -> str:
@@ -290,10 +293,11 @@ def _env_template() -> str:
     for name, text in CREDENTIALS.items():
         lines += [f"# {text}", f"{name}=" + ("trustmesh" if name == "COUCHDB_USER" else "")]
     lines += [
-        "# The workflow JSON the coordinator registers (path relative to docker/)",
-        "TRUSTMESH_WORKFLOW_FILE=",
-        "# Its workflow id, which the participants join",
-        "TRUSTMESH_WORKFLOW_ID=",
+        "# The workflow JSON the coordinator registers (path relative to docker/); workflow.json",
+        "# names this file's nodes: coordinator, compute-0, compute-1, participant-0..2",
+        f"TRUSTMESH_WORKFLOW_FILE=./{EXAMPLE_WORKFLOW}",
+        "# Its workflow_id, which the compute nodes serve and the participants join",
+        f"TRUSTMESH_WORKFLOW_ID={EXAMPLE_WORKFLOW_ID}",
         "# Optional: the project image tag (default trustmesh:0.1.0)",
         "# TRUSTMESH_IMAGE=trustmesh:0.1.0",
     ]

@@ -725,6 +725,8 @@ def render_k8s(*, env: str, participants: int, compute_nodes: int | None = None,
     if compute_nodes is not None and compute_nodes != profile.compute_nodes:
         profile = replace(profile, compute_nodes=compute_nodes)
         flags += f" --compute-nodes {compute_nodes}"
+    if workflow_json is not None:
+        flags += " --workflow FILE"
     r = _Render(env=profile, participants=participants, workflow_json=workflow_json,
                 workflow_id=workflow_id)
     header = f"# Rendered by `trustmesh deploy k8s {flags} --out DIR`; do not edit by hand.\n"
