@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import cbor2
 from tp_harness import Federation, Round, batch_of, digest, signed_transaction, submission_fields
 
 from trustmesh.contracts import cbor
@@ -51,6 +52,29 @@ def mutate(data: bytes, rnd: random.Random) -> bytes:
     return bytes(buf)
 
 
+ODD_VALUES: list[object] = [
+    None, True, 0, -1, 2**64, 1.5, float("nan"), "", "x" * 300, b"\x00", [], {}, ["a"], {"k": 1},
+    "tp-fuzz", "tp-fuzz-r1", "03" + "ab" * 32, "f" * 128,
+]
+
+
+def mutate_fields(obj: dict[str, object], rng: random.Random) -> dict[str, object]:
+    """Re-encodable edits of a decoded payload: a field gets an odd value or goes, or a stranger field comes."""
+    out = dict(obj)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.randrange(4)
+        name = rng.choice(sorted(out)) if out else "action"
+        if op == 0:
+            out[name] = rng.choice(ODD_VALUES)
+        elif op == 1:
+            out.pop(name, None)
+        elif op == 2 and isinstance(out.get(name), int) and not isinstance(out.get(name), bool):
+            out[name] = int(out[name]) + rng.choice([-1, 1, 2**31])  # type: ignore[call-overload]
+        else:
+            out[rng.choice(["extra", "signer", "coordinator", "Action"])] = rng.choice(ODD_VALUES)
+    return out
+
+
 def valid_bases(rnd: Round, members: dict[str, str]) -> list[tuple[str, bytes]]:
     """(family, canonical CBOR) of well-formed payloads aimed at the fuzz workflow's open round."""
 
@@ -77,17 +101,20 @@ def valid_bases(rnd: Round, members: dict[str, str]) -> list[tuple[str, bytes]]:
 
 
 def hostile_payloads(rnd: Round, members: dict[str, str], count: int) -> list[tuple[str, bytes]]:
-    """Half random bytes (either family), half mutations of the valid bases."""
+    """Half random bytes (either family); a quarter byte edits of valid CBOR (most stop at decoding);
+    a quarter field edits of valid payloads, re-encoded canonically (these reach the schema and rules)."""
     rng = random.Random(SEED)
     bases = valid_bases(rnd, members)
     found: list[tuple[str, bytes]] = []
     for number in range(count):
+        family, base = bases[(number // 4) % len(bases)]
         if number % 2:
             family = FEDERATION.name if number % 4 == 1 else IOT_DATA.name
             found.append((family, rng.randbytes(rng.randrange(0, 300))))
-        else:
-            family, base = bases[(number // 2) % len(bases)]
+        elif number % 4 == 0:
             found.append((family, mutate(base, rng)))
+        else:
+            found.append((family, cbor.encode(mutate_fields(cbor2.loads(base), rng))))
     return found
 
 
@@ -105,7 +132,12 @@ def test_fuzzed_payloads_are_all_invalid_and_the_tps_keep_serving(fed: Federatio
     statuses = fed.client.batch_status([b.header_signature for b in batches], wait=STATUS_WAIT)
 
     assert Counter(s.status for s in statuses) == Counter({"INVALID": FUZZ_PAYLOADS})
-    assert all(s.invalid_transactions and s.invalid_transactions[0].message for s in statuses)
+    reasons = [s.invalid_transactions[0].message for s in statuses if s.invalid_transactions]
+    assert len(reasons) == FUZZ_PAYLOADS and all(reasons)
+    # Some reached the rules themselves, past decoding and the schema.
+    assert any("is not a participant" in r for r in reasons)
+    assert any("only the workflow's coordinator" in r for r in reasons)
+    assert any("is not a compute node" in r for r in reasons)
     assert fed.list_length(rnd) == 0 and p1.index(rnd.workflow_id, rnd.round) is None
     assert fed.round_record(rnd).status == "open"
     # Both processors still serve: a heartbeat (federation) and a submission (iot-data) commit.
