@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "services": ("trustmesh.services.cli", "start a local Redis and PouchDB Server and print their URLs"),
     "tp": ("trustmesh.tp.cli", "run a transaction processor: federation or iot-data"),
     "verify-round": ("trustmesh.compute.verify_cli", "re-check a round's result from the chain (exit 2 on mismatch)"),
-    "workflow": ("trustmesh.workflow_cli", "validate a federated-learning workflow file"),
+    "workflow": ("trustmesh.workflow_cli", "validate a federated-learning workflow file, or register it on-chain"),
 }
 
 
