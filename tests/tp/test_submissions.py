@@ -136,3 +136,34 @@ def test_direct_apply_rejects_a_stranger_before_touching_redis(stack: LocalStack
     with pytest.raises(InvalidTransaction, match="is not a participant"):
         handler.apply(as_request(txn), context)
     assert fed.list_length(rnd) == 0 and not context.writes
+
+
+EVENT_WAIT = 30.0
+"""Seconds to wait for the events of one round to arrive."""
+
+
+def test_events_are_named_and_filterable_by_workflow_schedule_and_round(fed: Federation) -> None:
+    from trustmesh.ledger.events import attribute, subscription
+
+    wanted = ["federation/round-opened", "iot-data/submitted", "federation/round-ready"]
+    stream = fed.client.subscribe([subscription(name, {"workflow_id": "tp-events"}) for name in wanted])
+    try:
+        for workflow_id in ("tp-events-elsewhere", "tp-events"):
+            coordinator, participant = fed.node(), fed.node()
+            fed.register(workflow_id, coordinator=coordinator, participants=[participant], compute=[fed.node()])
+            rnd = fed.open_round(coordinator, workflow_id)
+            participant.submit_update(**submission_fields(rnd, "p"))
+            participant.act("close_round", workflow_id=workflow_id, round=1)
+        seen = []
+        while len(seen) < len(wanted):
+            event = stream.get(timeout=EVENT_WAIT)
+            assert event is not None, f"only {[e.event_type for e in seen]} arrived"
+            seen.append(event)
+    finally:
+        stream.close()
+    assert [e.event_type for e in seen] == wanted
+    for event in seen:
+        assert (attribute(event, "workflow_id"), attribute(event, "schedule_id"), attribute(event, "round")) == (
+            "tp-events", "tp-events-r1", "1")
+    assert attribute(seen[1], "signer") == participant.public_key
+    assert attribute(seen[2], "status") == "ready"
