@@ -132,7 +132,7 @@ def run_config(name: str, args: argparse.Namespace, runs_dir: Path) -> dict[str,
         train_logs = [stack.run_dir / "train" / f"{participant_name(i)}.jsonl" for i in range(args.participants)]
         train_logs[0].parent.mkdir(parents=True, exist_ok=True)
         for i in range(args.compute_nodes):
-            stack.spawn_compute(compute_name(i), workflow_id)
+            stack.spawn_compute(compute_name(i), workflow_id, heartbeat_every=args.heartbeat_every)
         stack.spawn_coordinator(COORDINATOR, workflow_file)
         for i in range(args.participants):
             spawn_participant(stack, participant_name(i), workflow_id, i, train_logs[i])
@@ -294,6 +294,8 @@ def main() -> int:
     parser.add_argument("--cnn-local-epochs", type=int, default=5)
     parser.add_argument("--cnn-rounds", type=int, default=None, help="CNN rounds (default: --rounds)")
     parser.add_argument("--compute-nodes", type=int, default=2, help="2: one aggregates, the other attests")
+    parser.add_argument("--heartbeat-every", type=float, default=1.0,
+                        help="compute nodes' heartbeat period while a round waits (trustmesh run: 1.0)")
     parser.add_argument("--centralized-epochs", type=int, default=20, help="0 skips the centralized baselines")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="runs/bench-w1-<time>/<config>/")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per configuration")
@@ -305,7 +307,8 @@ def main() -> int:
     torch.set_num_threads(1)
     runs_dir = (args.runs_dir / f"bench-w1-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     figures: dict[str, Any] = {"bench": "w1", "workload": "W1", "participants": args.participants,
-                               "compute_nodes": args.compute_nodes, "runs_dir": str(runs_dir)}
+                               "compute_nodes": args.compute_nodes, "heartbeat_every": args.heartbeat_every,
+                               "runs_dir": str(runs_dir)}
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         try:
