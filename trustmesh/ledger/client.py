@@ -2,8 +2,8 @@
 
 It speaks the Sawtooth 1.2 validator's client protocol on the component endpoint
 (``tcp://host:4004``): the same code drives the embedded devnet and a real network. Several
-validator URLs are used round-robin; one that does not answer within the timeout is skipped and
-tried last until it comes back.
+validator URLs are used round-robin; one that refuses connections is skipped at once, one that
+does not answer within the timeout is skipped after it, and either is tried last for a while.
 """
 from __future__ import annotations
 
