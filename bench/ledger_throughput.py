@@ -363,6 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "devnet": devnet_stats,
         "profiled": bool(args.profile),
         **splits,
+        "machine_load_1m": round(os.getloadavg()[0], 1),
         "goal_tps": GOAL_TPS,
         "goal_met": committed / elapsed >= GOAL_TPS and not failures and checks_on,
     }
@@ -434,6 +435,7 @@ def print_table(figures: dict[str, object]) -> None:
         ("  of which signature checks", num("signature_checks_us_per_txn", "{:.0f} µs (from the verify rate)")),
         ("per tx: TP CPU (SDK + handler)", num("tp_cpu_us_per_txn", "{:.0f} µs")),
         ("CPU busy (all processes / cores)", num("cpu_busy_fraction", "{:.0%}")),
+        ("machine load average (1 min, shared)", num("machine_load_1m", "{:.1f}")),
         ("tx/s if the cores were ours alone", num("cpu_bound_tps_estimate") + " (CPU-bound estimate from CPU per tx)"),
         ("signature checks on (tampered batch refused)", str(f.get("signature_checks_on"))),
         ("secp256k1 verify rate (per CPU second)", f"{num('verify_per_s')} /s → ceiling {num('verify_ceiling_tps')} tx/s per core"),
