@@ -19,6 +19,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 import types
 import uuid
 from typing import Any
@@ -119,8 +120,63 @@ def decode_envelope(data: bytes) -> Received:
     return Received(message_type, correlation_id, content)
 
 
+_CONTEXT_REQUESTS = frozenset({7, 9, 11, 13, 15})
+"""TP_STATE_GET/SET/DELETE, TP_RECEIPT_ADD_DATA and TP_EVENT_ADD requests (validator_pb2 numbers):
+a validator answers them by context id on whichever connection they arrive."""
+
+_DIRECT_POLL_S = 0.05
+
+
+class _DirectReply:
+    """The reply to a context request sent on the calling thread's own socket, read by that thread.
+
+    Behaves as the SDK's ``Future`` for ``Context``: ``result(timeout)`` returns the reply, raises
+    ``FutureTimeoutError`` after ``timeout``, or gives a ``FutureError`` (whose ``content`` raises
+    ``ValidatorConnectionError``) if the validator connection dropped meanwhile.
+    """
+
+    def __init__(self, *, stream: Stream, sock: zmq.Socket, correlation_id: str, request_type: int) -> None:
+        self._stream = stream
+        self._sock = sock
+        self.correlation_id = correlation_id
+        self._request_type = request_type
+        self._generation = stream._generation
+        self._result: Any = None
+
+    def done(self) -> bool:
+        return self._result is not None
+
+    def result(self, timeout: float | None = None) -> Any:
+        from sawtooth_sdk.messaging.future import FutureError, FutureResult, FutureTimeoutError
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._result is None:
+            wait = _DIRECT_POLL_S if deadline is None else max(0.0, min(_DIRECT_POLL_S, deadline - time.monotonic()))
+            if self._sock.poll(int(wait * 1000)):
+                try:
+                    reply = decode_envelope(self._sock.recv())
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if reply.correlation_id == self.correlation_id:
+                    self._result = FutureResult(message_type=reply.message_type, content=reply.content)
+                continue  # else a late reply to a request abandoned earlier
+            if self._stream._generation != self._generation or not self._stream._ready.is_set():
+                self._result = FutureError()
+            elif deadline is not None and time.monotonic() >= deadline:
+                raise FutureTimeoutError(f"timed out waiting for the reply to message type {self._request_type}")
+        return self._result
+
+    def set_result(self, result: Any) -> None:
+        self._result = result
+
+
 class Stream:
-    """Connection to a validator's component endpoint, as the SDK's processor core expects."""
+    """Connection to a validator's component endpoint, as the SDK's processor core expects.
+
+    Context requests (state get/set/delete, events, receipt data) from a handler go out on a
+    socket of the calling thread and are answered there, without a hop through the I/O thread;
+    everything else (registration, process responses, pings) uses the one registered connection.
+    """
 
     def __init__(self, url: str) -> None:
         from sawtooth_sdk.messaging.future import FutureCollection
@@ -134,7 +190,11 @@ class Stream:
         self._inbox_lock = threading.Lock()
         self._ready = threading.Event()
         self._ready.set()
+        self._generation = 0  # bumped on every lost connection
         self._closed = threading.Event()
+        self._local = threading.local()
+        self._direct: list[zmq.Socket] = []
+        self._direct_lock = threading.Lock()
         self._context = zmq.Context()
         self._wake_addr = f"inproc://stream-wake-{_new_id().decode()}"
         self._wake_recv = self._context.socket(zmq.PAIR)
@@ -166,6 +226,11 @@ class Stream:
         if not self._ready.is_set():
             raise ValidatorConnectionError()
         correlation_id = _new_id().decode()
+        if message_type in _CONTEXT_REQUESTS:
+            sock = self._direct_socket()
+            reply = _DirectReply(stream=self, sock=sock, correlation_id=correlation_id, request_type=message_type)
+            sock.send(encode_envelope(message_type, correlation_id, content))
+            return reply
         future = Future(correlation_id, request_type=message_type)
         self._futures.put(future)
         if not self._ready.is_set():
@@ -203,7 +268,22 @@ class Stream:
     def is_ready(self) -> bool:
         return self._ready.is_set()
 
+    def _direct_socket(self) -> zmq.Socket:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = self._context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(self._url)
+            self._local.sock = sock
+            with self._direct_lock:
+                self._direct.append(sock)
+        return sock
+
     def close(self) -> None:
+        with self._direct_lock:
+            for sock in self._direct:
+                sock.close(linger=0)
+            self._direct.clear()
         self._closed.set()
         self._wake()
         self._thread.join(timeout=5)
@@ -282,6 +362,7 @@ class Stream:
             if event == zmq.EVENT_DISCONNECTED:
                 LOGGER.info("lost the validator at %s; reconnecting", self._url)
                 self._ready.clear()
+                self._generation += 1
                 was_disconnected = True
                 self._fail_pending_futures()
             elif event == zmq.EVENT_CONNECTED and was_disconnected:

@@ -165,6 +165,14 @@ class TpProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
+    def wait_registered(self, timeout: float = 60.0) -> None:
+        """Until the SDK core logs a successful registration (its log is the only outside sign)."""
+        deadline = time.monotonic() + timeout
+        while "register attempt: OK" not in self.log_path.read_text(errors="replace"):
+            assert self.process.poll() is None, f"TP exited; see {self.log_path}"
+            assert time.monotonic() < deadline, f"TP did not register; see {self.log_path}"
+            time.sleep(0.05)
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

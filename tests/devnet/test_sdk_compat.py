@@ -9,6 +9,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sawtooth_sdk.messaging.exceptions import ValidatorConnectionError
+from sawtooth_sdk.messaging.future import FutureTimeoutError
 from sawtooth_sdk.protobuf.validator_pb2 import Message
 
 from trustmesh.net import free_port
@@ -99,3 +100,38 @@ def test_envelope_codec_matches_protobuf(kind: int, correlation_id: str, content
     assert encode_envelope(kind, correlation_id, content) == reference
     received = decode_envelope(reference)
     assert (received.message_type, received.correlation_id, received.content) == (kind, correlation_id, content)
+
+
+def test_context_requests_use_the_calling_threads_socket() -> None:
+    url = f"tcp://127.0.0.1:{free_port()}"
+    router = _router(url)
+    stream = Stream(url)
+    try:
+        register = stream.send(Message.TP_REGISTER_REQUEST, b"")
+        assert router.poll(10_000)
+        main_identity, data = router.recv_multipart()
+        router.send_multipart([main_identity, Message(
+            message_type=Message.TP_REGISTER_RESPONSE, correlation_id=Message.FromString(data).correlation_id
+        ).SerializeToString()])
+        assert register.result(10).message_type == Message.TP_REGISTER_RESPONSE
+
+        state_get = stream.send(Message.TP_STATE_GET_REQUEST, b"request")
+        assert router.poll(10_000)
+        direct_identity, data = router.recv_multipart()
+        assert direct_identity != main_identity  # its own connection: no hop through the I/O thread
+        request = Message.FromString(data)
+        assert (request.message_type, request.content) == (Message.TP_STATE_GET_REQUEST, b"request")
+        router.send_multipart([direct_identity, Message(
+            message_type=Message.TP_STATE_GET_RESPONSE, correlation_id=request.correlation_id, content=b"ok"
+        ).SerializeToString()])
+        assert state_get.result(10).content == b"ok"
+
+        unanswered = stream.send(Message.TP_STATE_SET_REQUEST, b"")
+        with pytest.raises(FutureTimeoutError):
+            unanswered.result(0.2)
+        router.close(linger=0)  # the validator goes away: the waiting handler is released
+        with pytest.raises(ValidatorConnectionError):
+            unanswered.result(15).content  # noqa: B018
+    finally:
+        stream.close()
+        router.close(linger=0)
