@@ -120,6 +120,23 @@ def test_krum_picks_the_update_in_the_dense_cluster():
     assert chosen == [0, 1, 2, 3] and avg.tolist() == [0.5, 0.5]
 
 
+def test_certified_krum_shortcut_agrees_with_canonical_selection():
+    rng = np.random.default_rng(21)
+    certified = 0
+    for _ in range(25):
+        n, p = int(rng.integers(3, 14)), int(rng.integers(10, 3000))
+        m = (rng.standard_normal((n, p)) * rng.random((n, 1))).astype(np.float32)
+        f, keep = int(rng.integers(0, n)), int(rng.integers(1, n + 1))
+        quick = agg._certified_krum(list(m), f=f, m=keep)
+        certified += quick is not None
+        assert quick is None or quick == agg.krum_select(m, f=f, m=keep, certify=False)
+    assert certified >= 15  # the shortcut usually proves its answer
+    # exact ties (two equal updates) cannot be certified: the canonical path decides
+    tied = np.array([[0, 0], [0, 0], [5, 5], [9, 1]], dtype=np.float32)
+    assert agg._certified_krum(list(tied), f=0, m=1) is None
+    assert agg.krum_select(tied, f=0) == [0]
+
+
 def test_apply_aggregate_and_stack_roundtrip():
     base = {"w": np.ones((2, 2), np.float32), "b": np.zeros(3, np.float32)}
     upd = {"w": np.full((2, 2), 0.5, np.float32), "b": np.arange(3, dtype=np.float32)}
