@@ -15,9 +15,10 @@ Everything whose output may be hashed follows one canonical, versioned arithmeti
 * Server optimizers (FedAdam, FedYogi) compute elementwise in float64 from float32 state and cast
   the step and the new moments to float32.
 
-Only elementwise numpy ufuncs and explicit loops over updates are used: never a BLAS or pairwise
-reduction, whose rounding depends on the machine, the library, the memory layout and the number of
-threads. Work is split into column blocks that stay in cache; optional ``workers`` threads take
+Only elementwise numpy ufuncs and explicit loops over updates produce these values: never a BLAS or
+pairwise reduction, whose rounding depends on the machine, the library, the memory layout and the
+number of threads. (Krum may take a BLAS shortcut to its *selection*, kept only when rigorous error
+bounds prove it equal to the canonical one.) Work is split into column blocks that stay in cache; optional ``workers`` threads take
 disjoint blocks, which cannot change any byte. Inputs are assumed validated (see ``validate.py``).
 """
 from __future__ import annotations
