@@ -143,27 +143,22 @@ class ClientHandlers:
         outcome = self._store.batch_outcome(batch_id)
         return outcome is not None and outcome[0] == ClientBatchStatus.COMMITTED
 
-    def _status(self, batch_id: str) -> ClientBatchStatus:
+    def _status(self, batch_id: str) -> bytes:
+        """The encoded ``ClientBatchStatus`` of one batch (an INVALID one as recorded, with its reason)."""
         if self._publisher.is_pending(batch_id):
-            return ClientBatchStatus(batch_id=batch_id, status=ClientBatchStatus.PENDING)
+            return wire.encode_batch_status(batch_id, ClientBatchStatus.PENDING)
         outcome = self._store.batch_outcome(batch_id)
         if outcome is None:
-            return ClientBatchStatus(batch_id=batch_id, status=ClientBatchStatus.UNKNOWN)
+            return wire.encode_batch_status(batch_id, ClientBatchStatus.UNKNOWN)
         status, blob = outcome
-        result = ClientBatchStatus()
         if status == ClientBatchStatus.INVALID and blob:
-            result.ParseFromString(blob)
-        result.batch_id = batch_id
-        result.status = status
-        return result
+            return blob
+        return wire.encode_batch_status(batch_id, status)
 
     def _statuses_response(self, batch_ids: list[str]) -> bytes:
-        statuses = [self._status(b) for b in batch_ids]
-        if not statuses:
+        if not batch_ids:
             return ClientBatchStatusResponse(status=ClientBatchStatusResponse.NO_RESOURCE).SerializeToString()
-        return ClientBatchStatusResponse(
-            status=ClientBatchStatusResponse.OK, batch_statuses=statuses
-        ).SerializeToString()
+        return wire.encode_batch_status_response(ClientBatchStatusResponse.OK, [self._status(b) for b in batch_ids])
 
     def batch_status(self, identity: bytes, correlation_id: str, content: bytes) -> Response | None:
         """The response now, or None when it will be sent once the batches settle or time runs out."""

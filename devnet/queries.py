@@ -71,18 +71,18 @@ class ChainQueries:
         try:
             request.ParseFromString(content)
         except DecodeError:
-            return kind, proto(status=proto.INTERNAL_ERROR).SerializeToString()
+            return kind, wire.encode_state_get_client_response(proto.INTERNAL_ERROR)
         if request.state_root and not re.fullmatch(r"[0-9a-f]{64}", request.state_root):
-            return kind, proto(status=proto.INVALID_ROOT).SerializeToString()
+            return kind, wire.encode_state_get_client_response(proto.INVALID_ROOT)
         if not self._root_ok(request.state_root):
-            return kind, proto(status=proto.NO_ROOT).SerializeToString()
+            return kind, wire.encode_state_get_client_response(proto.NO_ROOT)
         root = self._head.header.state_root_hash
         if not _NAMESPACE_RE.match(request.address) or len(request.address) != 70:
-            return kind, proto(status=proto.INVALID_ADDRESS).SerializeToString()
+            return kind, wire.encode_state_get_client_response(proto.INVALID_ADDRESS)
         value = self._store.get(request.address)
         if value is None:
-            return kind, proto(status=proto.NO_RESOURCE).SerializeToString()
-        return kind, proto(status=proto.OK, value=value, state_root=root).SerializeToString()
+            return kind, wire.encode_state_get_client_response(proto.NO_RESOURCE)
+        return kind, wire.encode_state_get_client_response(proto.OK, value, root)
 
     def state_list(self, content: bytes) -> Response:
         kind, proto = Message.CLIENT_STATE_LIST_RESPONSE, ClientStateListResponse
@@ -90,29 +90,27 @@ class ChainQueries:
         try:
             request.ParseFromString(content)
         except DecodeError:
-            return kind, proto(status=proto.INTERNAL_ERROR).SerializeToString()
+            return kind, wire.encode_state_list_client_response(proto.INTERNAL_ERROR)
         if request.state_root and not re.fullmatch(r"[0-9a-f]{64}", request.state_root):
-            return kind, proto(status=proto.INVALID_ROOT).SerializeToString()
+            return kind, wire.encode_state_list_client_response(proto.INVALID_ROOT)
         if not self._root_ok(request.state_root):
-            return kind, proto(status=proto.NO_ROOT).SerializeToString()
+            return kind, wire.encode_state_list_client_response(proto.NO_ROOT)
         root = self._head.header.state_root_hash
         if not _NAMESPACE_RE.match(request.address):
-            return kind, proto(status=proto.INVALID_ADDRESS).SerializeToString()
+            return kind, wire.encode_state_list_client_response(proto.INVALID_ADDRESS)
         if request.sorting and (list(request.sorting[0].keys) != ["default"] or request.sorting[0].reverse):
-            return kind, proto(status=proto.INVALID_SORT).SerializeToString()
+            return kind, wire.encode_state_list_client_response(proto.INVALID_SORT)
         limit = min(request.paging.limit, MAX_PAGE) or DEFAULT_PAGE
         start = request.paging.start
         if start and (not start.startswith(request.address) or not self._store.state_exists(start)):
-            return kind, proto(status=proto.INVALID_PAGING).SerializeToString()
+            return kind, wire.encode_state_list_client_response(proto.INVALID_PAGING)
         rows = self._store.list_state(prefix=request.address, start=start, limit=limit + 1)
         if not rows:
-            return kind, proto(status=proto.NO_RESOURCE, state_root=root,
-                               paging=ClientPagingResponse()).SerializeToString()
-        paging = ClientPagingResponse(start=rows[0][0], limit=limit)
-        if len(rows) > limit:
-            paging.next = rows[limit][0]
-        entries = [ClientStateListResponse.Entry(address=a, data=v) for a, v in rows[:limit]]
-        return kind, proto(status=proto.OK, entries=entries, state_root=root, paging=paging).SerializeToString()
+            return kind, wire.encode_state_list_client_response(proto.NO_RESOURCE, state_root=root, paging=("", "", 0))
+        next_ = rows[limit][0] if len(rows) > limit else ""
+        return kind, wire.encode_state_list_client_response(
+            proto.OK, rows[:limit], state_root=root, paging=(next_, rows[0][0], limit)
+        )
 
     # -- blocks, batches, transactions, receipts --------------------------------------------------
     def _block_response(self, stored: StoredBlock | None) -> Response:

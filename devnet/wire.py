@@ -86,11 +86,11 @@ def bytes_field(number: int, data: bytes) -> bytes:
     return varint(number << 3 | _BYTES) + varint(len(data)) + data
 
 
-def _opt_bytes(number: int, data: bytes) -> bytes:
+def optional_bytes(number: int, data: bytes) -> bytes:
     return bytes_field(number, data) if data else b""
 
 
-def _opt_varint(number: int, value: int) -> bytes:
+def optional_varint(number: int, value: int) -> bytes:
     return varint(number << 3 | _VARINT) + varint(value) if value else b""
 
 
@@ -111,7 +111,7 @@ def decode_message(data: bytes) -> tuple[int, str, bytes]:
 
 
 def encode_message(message_type: int, correlation_id: str, content: bytes) -> bytes:
-    return _opt_varint(1, message_type) + _opt_bytes(2, correlation_id.encode()) + _opt_bytes(3, content)
+    return optional_varint(1, message_type) + optional_bytes(2, correlation_id.encode()) + optional_bytes(3, content)
 
 
 # -- transactions and batches -------------------------------------------------------------------
@@ -203,8 +203,8 @@ def split_submit_request(data: bytes) -> list[bytes]:
 
 def encode_block(header: bytes, header_signature: str, batches: Iterable[bytes]) -> bytes:
     return (
-        _opt_bytes(1, header)
-        + _opt_bytes(2, header_signature.encode())
+        optional_bytes(1, header)
+        + optional_bytes(2, header_signature.encode())
         + b"".join(bytes_field(3, batch) for batch in batches)
     )
 
@@ -217,9 +217,9 @@ def encode_process_request(
     EXPANDED) or as ``header_bytes`` (field 5, RAW); both decode to the same header."""
     return (
         bytes_field(5 if raw_header else 1, header)
-        + _opt_bytes(2, payload)
-        + _opt_bytes(3, signature.encode())
-        + _opt_bytes(4, context_id.encode())
+        + optional_bytes(2, payload)
+        + optional_bytes(3, signature.encode())
+        + optional_bytes(4, context_id.encode())
     )
 
 
@@ -280,19 +280,19 @@ def decode_receipt_add_data(data: bytes) -> tuple[str, bytes]:
 def encode_state_get_response(entries: Iterable[tuple[str, bytes | None]], status: int) -> bytes:
     """``TpStateGetResponse``: an entry per address (empty data when unset), then the status."""
     body = b"".join(
-        bytes_field(1, bytes_field(1, address.encode()) + _opt_bytes(2, value or b"")) for address, value in entries
+        bytes_field(1, bytes_field(1, address.encode()) + optional_bytes(2, value or b"")) for address, value in entries
     )
-    return body + _opt_varint(2, status)
+    return body + optional_varint(2, status)
 
 
 def encode_addresses_response(addresses: Iterable[str], status: int) -> bytes:
     """``TpStateSetResponse`` / ``TpStateDeleteResponse``: addresses (field 1), status (field 2)."""
-    return b"".join(bytes_field(1, a.encode()) for a in addresses) + _opt_varint(2, status)
+    return b"".join(bytes_field(1, a.encode()) for a in addresses) + optional_varint(2, status)
 
 
 def encode_status_response(status: int) -> bytes:
     """``TpEventAddResponse`` / ``TpReceiptAddDataResponse``: only a status, in field 2."""
-    return _opt_varint(2, status)
+    return optional_varint(2, status)
 
 
 def decode_process_response(data: bytes) -> tuple[int, str, bytes]:
@@ -310,6 +310,40 @@ def decode_process_response(data: bytes) -> tuple[int, str, bytes]:
     return status, message, extended
 
 
+# -- client responses --------------------------------------------------------------------------
+def encode_batch_status(batch_id: str, status: int) -> bytes:
+    """``ClientBatchStatus`` without invalid transactions."""
+    return optional_bytes(1, batch_id.encode()) + optional_varint(2, status)
+
+
+def encode_batch_status_response(status: int, encoded_statuses: Iterable[bytes]) -> bytes:
+    """``ClientBatchStatusResponse`` from already encoded ``ClientBatchStatus`` messages."""
+    return optional_varint(1, status) + b"".join(bytes_field(2, s) for s in encoded_statuses)
+
+
+def encode_state_get_client_response(status: int, value: bytes = b"", state_root: str = "") -> bytes:
+    """``ClientStateGetResponse``: status, value, state_root."""
+    return optional_varint(1, status) + optional_bytes(2, value) + optional_bytes(3, state_root.encode())
+
+
+def encode_state_list_client_response(
+    status: int,
+    entries: Iterable[tuple[str, bytes]] = (),
+    state_root: str = "",
+    paging: tuple[str, str, int] | None = None,
+) -> bytes:
+    """``ClientStateListResponse``: status, entries, state_root, paging (next, start, limit)."""
+    body = optional_varint(1, status) + b"".join(
+        bytes_field(2, optional_bytes(1, address.encode()) + optional_bytes(2, data)) for address, data in entries
+    )
+    body += optional_bytes(3, state_root.encode())
+    if paging is not None:
+        next_, start, limit = paging
+        body += bytes_field(4, optional_bytes(1, next_.encode()) + optional_bytes(2, start.encode())
+                            + optional_varint(3, limit))
+    return body
+
+
 # -- receipts -----------------------------------------------------------------------------------
 STATE_SET, STATE_DELETE = 1, 2  # transaction_receipt_pb2.StateChange.Type
 
@@ -322,11 +356,11 @@ def encode_receipt(
     parts = []
     for address, value in changes:
         if value is None:
-            change = bytes_field(1, address.encode()) + _opt_varint(3, STATE_DELETE)
+            change = bytes_field(1, address.encode()) + optional_varint(3, STATE_DELETE)
         else:
-            change = bytes_field(1, address.encode()) + _opt_bytes(2, value) + _opt_varint(3, STATE_SET)
+            change = bytes_field(1, address.encode()) + optional_bytes(2, value) + optional_varint(3, STATE_SET)
         parts.append(bytes_field(1, change))
     parts.extend(bytes_field(2, event) for event in events)
     parts.extend(bytes_field(3, blob) for blob in data)
-    parts.append(_opt_bytes(4, transaction_id.encode()))
+    parts.append(optional_bytes(4, transaction_id.encode()))
     return b"".join(parts)

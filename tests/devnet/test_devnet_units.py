@@ -6,7 +6,13 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sawtooth_sdk.protobuf.block_pb2 import Block
-from sawtooth_sdk.protobuf.client_batch_submit_pb2 import ClientBatchSubmitRequest
+from sawtooth_sdk.protobuf.client_batch_submit_pb2 import (
+    ClientBatchStatus,
+    ClientBatchStatusResponse,
+    ClientBatchSubmitRequest,
+)
+from sawtooth_sdk.protobuf.client_list_control_pb2 import ClientPagingResponse
+from sawtooth_sdk.protobuf.client_state_pb2 import ClientStateGetResponse, ClientStateListResponse
 from sawtooth_sdk.protobuf.events_pb2 import Event, EventFilter, EventSubscription
 from sawtooth_sdk.protobuf.processor_pb2 import TpProcessRequest, TpProcessResponse
 from sawtooth_sdk.protobuf.state_context_pb2 import (
@@ -201,3 +207,27 @@ def test_event_filters(kind: int, match: str, attributes: dict[str, str], expect
 
 def _subscription(kind: int, match: str) -> EventSubscription:
     return EventSubscription(event_type="e", filters=[EventFilter(key="round", match_string=match, filter_type=kind)])
+
+
+def test_client_responses_match_protobuf() -> None:
+    invalid = ClientBatchStatus(batch_id="b2", status=ClientBatchStatus.INVALID)
+    invalid.invalid_transactions.add(transaction_id="t", message="why")
+    encoded = wire.encode_batch_status_response(
+        1, [wire.encode_batch_status("b1", ClientBatchStatus.COMMITTED), invalid.SerializeToString()]
+    )
+    assert encoded == ClientBatchStatusResponse(
+        status=1, batch_statuses=[ClientBatchStatus(batch_id="b1", status=ClientBatchStatus.COMMITTED), invalid]
+    ).SerializeToString()
+    assert wire.encode_state_get_client_response(1, b"v", "r" * 64) == ClientStateGetResponse(
+        status=1, value=b"v", state_root="r" * 64).SerializeToString()
+    entries = [("a" * 70, b"x"), ("b" * 70, b"y")]
+    assert wire.encode_state_list_client_response(
+        1, entries, state_root="r", paging=("c" * 70, "a" * 70, 2)
+    ) == ClientStateListResponse(
+        status=1,
+        entries=[ClientStateListResponse.Entry(address=a, data=d) for a, d in entries],
+        state_root="r",
+        paging=ClientPagingResponse(next="c" * 70, start="a" * 70, limit=2),
+    ).SerializeToString()
+    assert wire.encode_state_list_client_response(5, state_root="r", paging=("", "", 0)) == ClientStateListResponse(
+        status=5, state_root="r", paging=ClientPagingResponse()).SerializeToString()
