@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from tp_harness import Federation, batch_of, signed_transaction, submission_fields
 
 from trustmesh.contracts.families import IOT_DATA
@@ -73,11 +72,6 @@ def test_a_slow_redis_delays_a_submission_but_never_doubles_it(stack: LocalStack
     assert [r.txn_id for r in fed.records(rnd)] == [txn.header_signature]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Redis 7.0 replays a Lua script's writes from the AOF as MULTI/EXEC under the default user, and "
-    "re-checks ACLs at EXEC (redis/redis#14541): with `user default off resetchannels -@all` "
-    "(trustmesh/services/redis_server.py) every appended record is dropped on restart. Granting the "
-    "disabled default user `~* &* +@all` keeps unauthenticated clients out and the records in."))
 def test_records_appended_before_a_restart_survive_it(stack: LocalStack, fed: Federation) -> None:
     coordinator, participant = fed.node(), fed.node()
     fed.register("tp-redis-restart", coordinator=coordinator, participants=[participant], compute=[fed.node()])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from trustmesh.dataplane.client import CLUSTER_SCHEME
 from trustmesh.errors import ConfigError
-from trustmesh.services.redis_acl import ADMIN_USER, ROLE_RULES
+from trustmesh.services.redis_acl import ADMIN_USER, DEFAULT_USER_LINE, ROLE_RULES
 
 __all__ = [
     "COUCHDB_DATABASES", "CREDENTIALS", "IMAGES", "PORTS", "Topology", "aclfile_template",
@@ -142,7 +142,7 @@ def aclfile_template() -> str:
     """
     # An aclfile takes no comments: every line is a user.
     lines = [
-        "user default off resetchannels -@all",
+        DEFAULT_USER_LINE,
         f"user {ADMIN_USER} on #@REDIS_ADMIN_PASSWORD_SHA256@ resetchannels ~* &* +@all",
     ]
     for role, rules in ROLE_RULES.items():

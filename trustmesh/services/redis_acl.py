@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["ADMIN_USER", "ROLE_RULES", "ROLES", "acl_line"]
+__all__ = ["ADMIN_USER", "DEFAULT_USER_LINE", "ROLE_RULES", "ROLES", "acl_line"]
 
 ADMIN_USER = "admin"
 
@@ -43,6 +43,11 @@ ROLE_RULES: dict[str, str] = {
     ),
 }
 ROLES: tuple[str, ...] = tuple(ROLE_RULES)
+
+DEFAULT_USER_LINE = "user default off resetchannels ~* &* +@all"
+"""The default user is off, so no client can use it. Redis 7.0 still replays a Lua script's writes
+from the AOF as this user and re-checks its permissions (redis/redis#14541): without every key and
+command here, a restart silently drops what the iot-data TP's append script wrote."""
 
 
 def acl_line(user: str, password: str, rules: str) -> str:

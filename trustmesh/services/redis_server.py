@@ -19,7 +19,7 @@ import redis
 from trustmesh.net import free_port
 from trustmesh.services.errors import ServiceError
 from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, ProcessGroup, spawn
-from trustmesh.services.redis_acl import ADMIN_USER, ROLE_RULES, acl_line
+from trustmesh.services.redis_acl import ADMIN_USER, DEFAULT_USER_LINE, ROLE_RULES, acl_line
 
 __all__ = ["READY_TIMEOUT", "RedisCluster", "RedisServer"]
 
@@ -122,7 +122,7 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         acl = [acl_line(ADMIN_USER, self.passwords[ADMIN_USER], "~* &* +@all")]
         acl += [acl_line(role, self.passwords[role], ROLE_RULES[role]) for role in ROLE_RULES]
-        acl.append("user default off resetchannels -@all")
+        acl.append(DEFAULT_USER_LINE)
         aclfile = self.data_dir / "users.acl"
         aclfile.write_text("\n".join(acl) + "\n")
         aclfile.chmod(0o600)
