@@ -11,6 +11,11 @@ messages through a queue and wake it over an inproc pair. Replies resolve the SD
 ``Future`` objects by correlation id; other messages (process requests, pings) wait in a receive
 queue. A socket monitor turns a disconnect into failed futures and, once the socket has
 reconnected, a ``RECONNECT_EVENT`` on the receive queue, so the processor core re-registers.
+
+A handler's context requests (state get/set/delete, events, receipt data) skip the I/O thread: each
+handler thread sends them on a DEALER of its own and reads the reply there (a validator answers
+them by context id on whichever connection they arrive), which saves two thread hand-offs per
+request. The envelope is encoded by hand (same bytes as ``Message.SerializeToString()``).
 """
 from __future__ import annotations
 
