@@ -20,7 +20,14 @@ from trustmesh.dataplane.records import SubmissionRecord, sha512_hex
 from trustmesh.dataplane.store import Blob
 from trustmesh.errors import UpdateRejected
 from trustmesh.fl.aggregate import apply_aggregate
-from trustmesh.fl.codecs import decode_params, decode_update, encode_params, max_envelope_bytes, model_hash
+from trustmesh.fl.codecs import (
+    CODECS,
+    decode_params,
+    decode_update,
+    encode_params,
+    max_envelope_bytes,
+    model_hash,
+)
 from trustmesh.fl.params import Params, ParamSpec, spec_for_model
 from trustmesh.fl.strategies import ServerOptState, get_strategy
 from trustmesh.fl.validate import screen_submissions
@@ -88,7 +95,7 @@ def compute_result(
     # The Redis list may hold records of transactions that never committed: keep only the one
     # whose transaction id the chain's index names.
     by_signer = {r.signer: r for r in records if r.signer in entries and entries[r.signer].txn_id == r.txn_id}
-    limit = max_envelope_bytes(spec, "f32")
+    limit = max(max_envelope_bytes(spec, codec) for codec in CODECS)  # any codec a participant may use
     screened_input: list[tuple[str, Params | None, str | None]] = []
     for signer, entry in entries.items():
         blob, reason = _blob_for(signer, entry.update_hash, entry.inline, by_signer, fetch_update)

@@ -18,7 +18,7 @@ from trustmesh.chain import Chain
 from trustmesh.contracts.records import MAX_INLINE_UPDATE, RoundRecord, WorkflowRecord
 from trustmesh.dataplane.store import DataPlane
 from trustmesh.errors import LedgerError, TransactionRejected, TrustMeshError
-from trustmesh.fl.codecs import decode_params, encode_update, model_hash
+from trustmesh.fl.codecs import ErrorFeedback, decode_params, encode_update, model_hash
 from trustmesh.fl.initial import initial_model
 from trustmesh.fl.models import build_model
 from trustmesh.fl.params import Params, delta, get_params, set_params, spec_for_model
@@ -71,6 +71,8 @@ class Participant:
         self._data: tuple[np.ndarray, np.ndarray] | None = None
         self._done_rounds: set[int] = set()
         self._privatizer: Any = None
+        # Lossy codecs drop part of each delta; error feedback carries it into the next round's.
+        self._residual = ErrorFeedback() if codec != "f32" else None
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> list[SubmittedRound]:
         """Submit to every open round until the workflow completes or ``stop()`` is true."""
@@ -163,7 +165,7 @@ class Participant:
         if self.transform is not None:
             update = self.transform(update)
         update = self._privatize(workflow, record.round, update)
-        blob = encode_update(update, self.codec)
+        blob = encode_update(update, self.codec, residual=self._residual)
         digest = submit_envelope(
             self.chain, self.dataplane, workflow_id=self.workflow_id, round_no=record.round,
             schedule_id=record.schedule_id, envelope=blob, num_samples=int(result.num_samples),
