@@ -75,6 +75,7 @@ class ComputeNode:
         self.aggregate_delay = aggregate_delay  # fault injection for tests: a window to kill the holder
         self._progress = _Progress()
         self._test_sets: dict[str, Any] = {}
+        self._precomputed: dict[tuple[str, int, str], RoundResult] = {}
 
     @property
     def key(self) -> str:
@@ -139,7 +140,22 @@ class ComputeNode:
         if lease is None or lease.task != "aggregate" or now > lease.until:
             if self._try("claim_task", workflow_id=workflow.workflow_id, round=record.round, task="aggregate"):
                 return "acted"
+        else:
+            self._precompute(workflow, record)  # another node aggregates: be ready to attest at once
         return self._keep_time_moving(workflow)
+
+    def _precompute(self, workflow: WorkflowRecord, record: RoundRecord) -> None:
+        """Recompute the round's result while another node holds the aggregate lease.
+
+        The index is frozen once a round is ready, so this equals what attestation would compute.
+        """
+        mark = (workflow.workflow_id, record.round, record.base_model_hash)
+        if mark in self._precomputed:
+            return
+        try:
+            self._precomputed[mark] = self._recompute(workflow, record)
+        except TrustMeshError as exc:
+            LOGGER.debug("round %s: no precomputation (%s)", record.round, exc)
 
     def _on_aggregated(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
         result = record.result
@@ -147,7 +163,8 @@ class ComputeNode:
         mark = (workflow.workflow_id, record.round, result.model_hash)
         if result.aggregator == self.key or self.key in record.attestations or mark in self._progress.attested:
             return "waiting"
-        recomputed = self._recompute(workflow, record)
+        early = self._precomputed.pop((workflow.workflow_id, record.round, record.base_model_hash), None)
+        recomputed = early or self._recompute(workflow, record)
         self._progress.attested.add(mark)
         if recomputed.model_hash != result.model_hash:
             LOGGER.warning("round %s: posted model %s… but recomputed %s…; disputing",
@@ -237,10 +254,10 @@ class ComputeNode:
         return "acted"
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _try(self, action: str, **fields: Any) -> bool:
+    def _try(self, action: str, *, wait: float | None = 30.0, **fields: Any) -> bool:
         """Send an action; a rule refusal (someone else was first, time not yet up) is not an error."""
         try:
-            self.chain.act(action, **fields)
+            self.chain.act(action, wait=wait, **fields)
             return True
         except TransactionRejected as exc:
             LOGGER.debug("%s refused: %s", action, exc)
@@ -249,7 +266,8 @@ class ComputeNode:
     def _keep_time_moving(self, workflow: WorkflowRecord) -> str:
         if time.monotonic() - self._progress.last_heartbeat >= self.heartbeat_every:
             self._progress.last_heartbeat = time.monotonic()
-            self._try("heartbeat", workflow_id=workflow.workflow_id)
+            # Fire and forget: the heartbeat only has to commit, nobody waits on it.
+            self._try("heartbeat", workflow_id=workflow.workflow_id, wait=None)
         return "waiting"
 
     def _timing(self, workflow: WorkflowRecord, record: RoundRecord) -> dict[str, float]:
