@@ -156,6 +156,7 @@ def plot(results: list[dict[str, Any]], args: argparse.Namespace, path: Path) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = {"client10": "tab:red", "client100": "tab:blue", "dpsgd10": "tab:green"}
@@ -170,6 +171,8 @@ def plot(results: list[dict[str, Any]], args: argparse.Namespace, path: Path) ->
             ax.annotate(f"no DP, {r['participants']} participants", (0.01, 100 * r["accuracy"]),
                         xycoords=("axes fraction", "data"), fontsize=8, color="gray", va="bottom")
     ax.set_xscale("log")
+    ax.set_xticks(args.budgets, [f"{e:g}" for e in args.budgets])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"epsilon after {args.rounds} rounds (delta {DELTA:g}); unit: participant or example")
     ax.set_ylabel("final test accuracy (%)")
     ax.set_ylim(0, 100)
