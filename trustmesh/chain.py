@@ -17,6 +17,7 @@ from trustmesh.contracts.records import SCHEMA_VERSION, RoundRecord, SubmissionI
 from trustmesh.contracts.rules import declared_addresses
 from trustmesh.contracts.rules.common import read_record
 from trustmesh.contracts.view import block_time
+from trustmesh.ledger.batch import make_batch, make_transaction
 from trustmesh.ledger.client import LedgerClient, SubmittedTransaction
 from trustmesh.ledger.keys import public_key_hex
 
@@ -54,6 +55,22 @@ class Chain:
         Raises ``TransactionRejected`` with the rule's reason when the chain refuses it.
         """
         return self._send(FEDERATION, {"action": action, **fields}, wait)
+
+    def act_many(self, actions: list[tuple[str, dict[str, Any]]], *, wait: float | None = 30.0) -> None:
+        """Send several federation actions as ONE batch: they commit together, in order, or not at all.
+
+        Later actions see the state the earlier ones wrote (a batch executes in order), so a compute
+        node can close a round, claim its aggregate task and post the result in one block.
+        """
+        transactions = []
+        for action, fields in actions:
+            payload = {"schema_version": SCHEMA_VERSION, "action": action, **fields}
+            inputs, outputs = declared_addresses(FEDERATION, payload, self.public_key)
+            transactions.append(make_transaction(
+                self.signer, family_name=FEDERATION.name, family_version=FEDERATION.version,
+                payload=cbor.encode(payload), inputs=inputs, outputs=outputs,
+            ))
+        self.client.submit([make_batch(self.signer, transactions)], wait=wait)
 
     def submit_update(self, *, wait: float | None = 30.0, **fields: Any) -> SubmittedTransaction:
         """Send an iot-data submission (workflow_id, round, schedule_id, update_hash, ...)."""
