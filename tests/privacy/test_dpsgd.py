@@ -41,3 +41,18 @@ def test_round_cap_counts_every_dp_sgd_step():
     assert 0 < cap < 100
     assert epsilon_after(cap * 5, noise_multiplier=3.0, sampling_rate=1.0, delta=1e-5) <= 8.0
     assert epsilon_after((cap + 1) * 5, noise_multiplier=3.0, sampling_rate=1.0, delta=1e-5) > 8.0
+
+
+def test_a_model_left_in_eval_mode_still_trains() -> None:
+    import numpy as np
+
+    from trustmesh.fl.models import build_model
+    from trustmesh.privacy.dpsgd import make_private_trainer
+
+    model = build_model("digits-mlp")
+    model.eval()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 64), dtype=np.float32), rng.integers(0, 10, 64)
+    result = make_private_trainer(model, x, y, noise_multiplier=1.0, clip=1.0, batch_size=16, epochs=1,
+                                  lr=0.05).train()
+    assert result.steps > 0

@@ -71,6 +71,7 @@ class PrivateTrainer:
         if self._done:
             raise PrivacyAlreadyApplied("this DP-SGD run already happened; build a new trainer for a new round")
         self._done = True
+        self.model.train()  # Opacus refuses a model left in eval mode (e.g. by the last evaluation)
         torch.set_num_threads(1)
         torch.manual_seed(self.seed)
         started = time.perf_counter()
