@@ -16,7 +16,7 @@ fi
 
 stamp=".local/pip-installed"
 want="$(cat setup.py requirements.txt requirements-test.txt | sha256sum | cut -c1-16)$extra"
-have="$(cat "$stamp" 2>/dev/null)"
+have="$(cat "$stamp" 2>/dev/null || true)"
 # An install with the test extra also satisfies a plain one.
 if { [ "$have" != "$want" ] && [ "$have" != "${want}[test]" ]; } || ! python3 -c "import trustmesh" >/dev/null 2>&1; then
   echo "install: python packages (pip install -e .$extra)"
