@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", default=None, help="use this Redis URL instead of starting one")
     parser.add_argument("--couchdb", default=None, help="use this CouchDB URL (with credentials) instead of PouchDB")
     parser.add_argument("--no-history", action="store_true", help="keep no CouchDB history")
+    parser.add_argument("--no-tps", action="store_true",
+                        help="with --url: the network already runs both transaction processors")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs/<run-id>/ goes")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
     parser.add_argument("--keep-running", action="store_true", help="keep the services up after the run (Ctrl-C stops)")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = (args.runs_dir / run_id).resolve()
     stack = LocalStack(run_dir=run_dir, url=args.url, redis_url=args.redis, couchdb_url=args.couchdb,
-                       with_history=not args.no_history)
+                       with_history=not args.no_history, with_tps=not (args.url and args.no_tps))
     workflow_id = f"{doc['workflow_id']}-{run_id}"
     try:
         print(f"run {run_id}: starting services in {run_dir}")

@@ -42,6 +42,7 @@ class LocalStack:
     redis_url: str | None = None
     couchdb_url: str | None = None
     with_history: bool = True
+    with_tps: bool = True
     group: ProcessGroup = field(default_factory=ProcessGroup)
     devnet: DevnetProcess | None = None
     redis: RedisServer | None = None
@@ -58,7 +59,8 @@ class LocalStack:
             self.pouch = PouchServer(data_dir=self.run_dir / "pouchdb").start()
         if self.url is None:
             self.devnet = DevnetProcess(data_dir=self.run_dir / "devnet").start()
-            self.start_tps()
+        if self.with_tps:
+            self.start_tps()  # a real network needs our TPs beside its validators as well
         return self
 
     def start_tps(self) -> None:
