@@ -18,6 +18,11 @@ from trustmesh.dataplane.store import DataPlane
 from trustmesh.errors import ConfigError
 from trustmesh.iot.coordinator import new_schedule_id
 
+UPDATE_BLOB_TTL = 7 * 24 * 3600
+"""Seconds Redis keeps an update blob sent by reference. Rounds settle in minutes; afterwards the
+chain keeps its hash and CouchDB the resulting model, and verify-round reports a blob gone after
+this as "no longer available" (exit 3), never as a mismatch."""
+
 
 def submit_envelope(chain: Chain, dataplane: DataPlane | None, *, workflow_id: str, round_no: int,
                     schedule_id: str, envelope: bytes, num_samples: int,
@@ -28,7 +33,7 @@ def submit_envelope(chain: Chain, dataplane: DataPlane | None, *, workflow_id: s
     if built.by_reference:
         if dataplane is None:
             raise ConfigError(f"an update of {len(envelope)} bytes travels by reference: a Redis URL is needed")
-        dataplane.put_update_blob(workflow_id, schedule_id, built.update_hash, envelope)
+        dataplane.put_update_blob(workflow_id, schedule_id, built.update_hash, envelope, ttl=UPDATE_BLOB_TTL)
     chain.submit_update(workflow_id=workflow_id, round=round_no, schedule_id=schedule_id,
                         update_hash=built.update_hash, inline=None if built.by_reference else envelope,
                         num_samples=num_samples, metrics=dict(metrics or {}))

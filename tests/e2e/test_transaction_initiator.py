@@ -76,3 +76,18 @@ def test_coordinator_and_participant_modes_share_one_schedule_id(stack: LocalSta
     assert create_and_send_transactions(member, _envelope(2), "shared", num_samples=50, schedule_id=schedule_id,
                                         dataplane=RedisDataPlane(stack.redis_for("participant"))) == schedule_id
     assert list(member.index("shared", 1).entries) == [member.public_key]
+
+
+def test_update_blobs_sent_by_reference_expire(stack: LocalStack) -> None:
+    import redis
+
+    from trustmesh.dataplane.keys import update_key
+    from trustmesh.iot.transaction_initiator import UPDATE_BLOB_TTL
+
+    _register(stack, "expiring", coordinator="owner", participants=["owner"])
+    chain = node_chain(stack, "owner")
+    schedule_id = create_and_send_transactions(chain, _envelope(3), "expiring", num_samples=10,
+                                               dataplane=RedisDataPlane(stack.redis_for("coordinator")))
+    digest = chain.index("expiring", 1).entries[chain.public_key].update_hash
+    ttl = redis.Redis.from_url(stack.redis.url).ttl(update_key("expiring", schedule_id, digest))
+    assert 0 < ttl <= UPDATE_BLOB_TTL
