@@ -6,30 +6,11 @@ CouchDB with backoff, so a CouchDB outage or a compute-node crash loses no histo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from trustmesh.contracts.records import WorkflowRecord
 from trustmesh.history.couch import CouchHistory
 from trustmesh.history.documents import ModelVersion, RoundHistory
-from trustmesh.history.ops import HistoryOp
 from trustmesh.history.outbox import HistoryOutbox
-
-
-class _CouchWithDatabases:
-    """CouchHistory that creates its databases and design docs before its first write."""
-
-    def __init__(self, inner: CouchHistory) -> None:
-        self._inner = inner
-        self._ready = False
-
-    def apply(self, op: HistoryOp) -> None:
-        if not self._ready:
-            self._inner.ensure_databases()
-            self._ready = True
-        self._inner.apply(op)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 class HistoryRecorder:
@@ -60,4 +41,5 @@ class HistoryRecorder:
 
 
 def open_recorder(couchdb_url: str, outbox_path: Path) -> HistoryRecorder:
-    return HistoryRecorder(HistoryOutbox(outbox_path, _CouchWithDatabases(CouchHistory(couchdb_url))))
+    # CouchHistory creates its databases and design documents before its first write.
+    return HistoryRecorder(HistoryOutbox(outbox_path, CouchHistory(couchdb_url)))
