@@ -17,7 +17,7 @@ import requests
 
 from trustmesh.net import free_port
 from trustmesh.services.errors import ServiceError
-from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, ProcessGroup, spawn
+from trustmesh.services.process import Child, ChildService, ProcessGroup, spawn
 
 __all__ = ["POUCHDB_BIN", "READY_TIMEOUT", "PouchServer", "pouchdb_binary", "repo_root"]
 
@@ -41,7 +41,7 @@ def pouchdb_binary() -> Path:
     return path
 
 
-class PouchServer:
+class PouchServer(ChildService):
     """One pouchdb-server child with an admin user, on disk (``data_dir/db``) or in memory."""
 
     def __init__(self, *, data_dir: str | Path, port: int | None = None,
@@ -75,19 +75,6 @@ class PouchServer:
     @property
     def fauxton_url(self) -> str:
         return f"{self.base_url}/_utils"
-
-    @property
-    def child(self) -> Child | None:
-        """The running child process (None before start)."""
-        return self._child
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child else None
-
-    @property
-    def alive(self) -> bool:
-        return self._child is not None and self._child.alive
 
     @property
     def log_path(self) -> Path:
@@ -155,15 +142,6 @@ class PouchServer:
                     pass
                 time.sleep(0.1)
         return False
-
-    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        """SIGTERM to its PID, wait, SIGKILL as a fallback."""
-        if self._child is not None:
-            self._child.terminate(timeout)
-
-    def kill(self) -> None:
-        if self._child is not None:
-            self._child.kill()
 
     def ensure_running(self) -> bool:
         """Start it again if it died (it crashes on an anonymous ``PUT /db``); True if it had to."""

@@ -203,3 +203,32 @@ class ProcessGroup:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop_all()
+
+
+class ChildService:
+    """What a launcher of one server child shares: its process, PID, liveness, stop and kill."""
+
+    _child: Child | None = None
+
+    @property
+    def child(self) -> Child | None:
+        """The running child process (None before start)."""
+        return self._child
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child else None
+
+    @property
+    def alive(self) -> bool:
+        return self._child is not None and self._child.alive
+
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+        """SIGTERM to its PID, wait, SIGKILL as a fallback (Redis flushes its AOF on SIGTERM)."""
+        if self._child is not None:
+            self._child.terminate(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self._child is not None:
+            self._child.kill()

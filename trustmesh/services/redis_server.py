@@ -18,7 +18,7 @@ import redis
 
 from trustmesh.net import free_port
 from trustmesh.services.errors import ServiceError
-from trustmesh.services.process import DEFAULT_STOP_TIMEOUT, Child, ProcessGroup, spawn
+from trustmesh.services.process import Child, ChildService, ProcessGroup, spawn
 from trustmesh.services.redis_acl import ADMIN_USER, DEFAULT_USER_LINE, ROLE_RULES, acl_line
 
 __all__ = ["READY_TIMEOUT", "RedisCluster", "RedisServer"]
@@ -48,7 +48,7 @@ def _pick_ports(count: int) -> list[int]:
     return ports
 
 
-class RedisServer:
+class RedisServer(ChildService):
     """One redis-server child: AOF, ACL users per role, restartable on the same data dir."""
 
     def __init__(self, *, data_dir: str | Path, port: int | None = None,
@@ -98,19 +98,6 @@ class RedisServer:
     def urls(self) -> dict[str, str]:
         """Every role's URL, admin included."""
         return {role: self.url_for(role) for role in self.passwords}
-
-    @property
-    def child(self) -> Child | None:
-        """The running child process (None before start)."""
-        return self._child
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child else None
-
-    @property
-    def alive(self) -> bool:
-        return self._child is not None and self._child.alive
 
     @property
     def log_path(self) -> Path:
@@ -200,16 +187,6 @@ class RedisServer:
             return False
         finally:
             client.close()
-
-    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        """SIGTERM to its PID (Redis flushes the AOF), wait, SIGKILL as a fallback."""
-        if self._child is not None:
-            self._child.terminate(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would (writes after the last fsync may be lost)."""
-        if self._child is not None:
-            self._child.kill()
 
     def restart(self) -> RedisServer:
         self.stop()
