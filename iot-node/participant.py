@@ -45,6 +45,16 @@ class SubmittedRound:
     inline: bool
 
 
+@dataclass(frozen=True)
+class LocalUpdate:
+    """One round's local training outcome: the delta to send (already privatized) and its metrics."""
+
+    update: Params
+    num_samples: int
+    seconds: float
+    metrics: dict[str, float]
+
+
 class Participant:
     """One participant's loop over the rounds of one workflow."""
 
@@ -149,7 +159,8 @@ class Participant:
         done = self._privatizer.applied(round_no)
         return (done or self._privatizer.privatize(round_no, update)).params
 
-    def submit(self, workflow: WorkflowRecord, record: RoundRecord) -> SubmittedRound:
+    def train_update(self, workflow: WorkflowRecord, record: RoundRecord) -> LocalUpdate:
+        """Train on this node's partition from the round's base model; the (privatized) delta and its metrics."""
         spec, training = workflow.spec, workflow.spec.training
         base = self.base_model(workflow, record)
         x, y = self.local_data(workflow)
@@ -165,13 +176,18 @@ class Participant:
         if self.transform is not None:
             update = self.transform(update)
         update = self._privatize(workflow, record.round, update)
-        blob = encode_update(update, self.codec, residual=self._residual)
+        return LocalUpdate(update=update, num_samples=int(result.num_samples), seconds=result.seconds,
+                           metrics={"accuracy": float(accuracy), "loss": float(result.loss)})
+
+    def submit(self, workflow: WorkflowRecord, record: RoundRecord) -> SubmittedRound:
+        trained = self.train_update(workflow, record)
+        blob = encode_update(trained.update, self.codec, residual=self._residual)
         digest = submit_envelope(
             self.chain, self.dataplane, workflow_id=self.workflow_id, round_no=record.round,
-            schedule_id=record.schedule_id, envelope=blob, num_samples=int(result.num_samples),
-            metrics={"accuracy": float(accuracy), "loss": float(result.loss)},
+            schedule_id=record.schedule_id, envelope=blob, num_samples=trained.num_samples,
+            metrics=trained.metrics,
         )
         inline = len(blob) <= MAX_INLINE_UPDATE
-        LOGGER.info("round %s: submitted %d samples (%s, %d bytes)", record.round, result.num_samples,
+        LOGGER.info("round %s: submitted %d samples (%s, %d bytes)", record.round, trained.num_samples,
                     "inline" if inline else "by reference", len(blob))
-        return SubmittedRound(record.round, digest, int(result.num_samples), result.seconds, inline)
+        return SubmittedRound(record.round, digest, trained.num_samples, trained.seconds, inline)
