@@ -16,6 +16,7 @@ __all__ = [
     "node_address",
     "round_address",
     "schedule_address",
+    "secagg_address",
     "submission_index_address",
     "workflow_address",
 ]
@@ -50,6 +51,11 @@ def round_address(workflow_id: str, round_no: int) -> str:
 def schedule_address(workflow_id: str, schedule_id: str) -> str:
     """Which round a ``schedule_id`` names; its existence makes schedule ids unique in a workflow."""
     return make_address(FEDERATION, "schedule", workflow_id, schedule_id)
+
+
+def secagg_address(workflow_id: str, round_no: int) -> str:
+    """A secure-aggregation round's phases: advertised keys, members, survivors, reveals."""
+    return make_address(FEDERATION, "secagg", workflow_id, str(int(round_no)))
 
 
 def node_address(workflow_id: str, public_key: str) -> str:

@@ -82,6 +82,7 @@ class SecureAggregationSpec(Record):
 
     enabled: bool
     threshold: Annotated[int, Range(2, MAX_PARTICIPANTS)] | None = None
+    phase_timeout: Seconds = 15
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,9 +240,64 @@ class RecordEvaluation(Record):
     metrics: Metrics = field(default_factory=dict)
 
 
+# ---------------------------------------------------------------- secure-aggregation payloads
+
+X25519Public = Annotated[bytes, Len(32, 32)]
+Commitment = Annotated[bytes, Len(32, 32)]
+ShareBytes = Annotated[bytes, Len(16, 64)]
+ShareTable = Annotated[dict[PublicKey, ShareBytes], Len(0, MAX_PARTICIPANTS)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggAdvertise(Record):
+    """Phase advertise: a participant's two X25519 public keys and its self-mask seed commitment."""
+
+    schema_version: Version
+    action: Literal["secagg_advertise"]
+    workflow_id: Ident
+    round: RoundNo
+    enc_public: X25519Public
+    mask_public: X25519Public
+    seed_commitment: Commitment
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggShares(Record):
+    """Phase share: the hash of the participant's encrypted share envelopes (carried through Redis)."""
+
+    schema_version: Version
+    action: Literal["secagg_shares"]
+    workflow_id: Ident
+    round: RoundNo
+    bundle_hash: Sha512Hex
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggReveal(Record):
+    """Phase unmask: a survivor's shares — of each survivor's seed, of each dropped member's mask key."""
+
+    schema_version: Version
+    action: Literal["secagg_reveal"]
+    workflow_id: Ident
+    round: RoundNo
+    seed_shares: ShareTable
+    key_shares: ShareTable
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggAdvance(Record):
+    """Anyone ends the current secure-aggregation phase once all have acted or its deadline passed."""
+
+    schema_version: Version
+    action: Literal["secagg_advance"]
+    workflow_id: Ident
+    round: RoundNo
+
+
 FederationPayload = (
     RegisterWorkflow | Enroll | Approve | OpenRound | Heartbeat | CloseRound | ClaimTask
     | PostResult | AttestResult | RecordEvaluation
+    | SecAggAdvertise | SecAggShares | SecAggReveal | SecAggAdvance
 )
 FEDERATION_ACTIONS: dict[str, type[Record]] = {
     "register_workflow": RegisterWorkflow,
@@ -254,6 +310,10 @@ FEDERATION_ACTIONS: dict[str, type[Record]] = {
     "post_result": PostResult,
     "attest_result": AttestResult,
     "record_evaluation": RecordEvaluation,
+    "secagg_advertise": SecAggAdvertise,
+    "secagg_shares": SecAggShares,
+    "secagg_reveal": SecAggReveal,
+    "secagg_advance": SecAggAdvance,
 }
 
 
@@ -338,7 +398,7 @@ class Evaluation(Record):
     at: BlockTime
 
 
-RoundStatus = Literal["open", "ready", "failed", "aggregated", "verified", "accepted", "rejected"]
+RoundStatus = Literal["open", "unmasking", "ready", "failed", "aggregated", "verified", "accepted", "rejected"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -403,3 +463,50 @@ class SubmissionIndex(Record):
     round: RoundNo
     schedule_id: Ident
     entries: Annotated[dict[PublicKey, IndexEntry], Len(0, MAX_PARTICIPANTS)]
+
+
+# ---------------------------------------------------------------- secure-aggregation state
+
+SecAggPhase = Literal["advertise", "share", "input", "unmask", "complete", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggKeys(Record):
+    """One participant's advertised keys, and the hash of its share envelopes once it sent them."""
+
+    enc_public: X25519Public
+    mask_public: X25519Public
+    seed_commitment: Commitment
+    bundle_hash: Sha512Hex | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggRevealed(Record):
+    seed_shares: ShareTable
+    key_shares: ShareTable
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggRecord(Record):
+    """A secure-aggregation round's phases on-chain: roster (keys), members, survivors and reveals.
+
+    roster = the participants that advertised (fixed when ``advertise`` ends); members = those that
+    also sent their shares (fixed when ``share`` ends); survivors = members that submitted a masked
+    input (fixed by ``close_round``); dropped = members - survivors.
+    """
+
+    schema_version: Version
+    workflow_id: Ident
+    round: RoundNo
+    threshold: Annotated[int, Range(2, MAX_PARTICIPANTS)]
+    phase: SecAggPhase
+    phase_deadline: BlockTime
+    keys: Annotated[dict[PublicKey, SecAggKeys], Len(0, MAX_PARTICIPANTS)] = field(default_factory=dict)
+    members: Participants = ()
+    survivors: Participants = ()
+    reveals: Annotated[dict[PublicKey, SecAggRevealed], Len(0, MAX_PARTICIPANTS)] = field(default_factory=dict)
+    failure: Annotated[str, Len(1, 200)] | None = None
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        return tuple(m for m in self.members if m not in self.survivors)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from trustmesh.contracts.records import ROBUST_AGGREGATORS, WorkflowSpec
 
-__all__ = ["spec_problems"]
+__all__ = ["SECAGG_AGGREGATORS", "spec_problems"]
+
+SECAGG_AGGREGATORS = frozenset({"fedavg", "fedadam", "fedyogi"})
+"""Aggregators that need only the weighted sum of the updates, which is all secure aggregation reveals."""
 
 
 def spec_problems(spec: WorkflowSpec, *, participants: int, compute_nodes: int) -> list[str]:
@@ -39,6 +42,11 @@ def spec_problems(spec: WorkflowSpec, *, participants: int, compute_nodes: int) 
             problems.append(
                 f"aggregation.name: {spec.aggregation.name!r} is a robust aggregator and cannot be combined "
                 "with privacy.secure_aggregation (no single update is visible)"
+            )
+        elif spec.aggregation.name not in SECAGG_AGGREGATORS:
+            problems.append(
+                f"aggregation.name: {spec.aggregation.name!r} needs each update's own metrics; secure aggregation "
+                f"supports {', '.join(sorted(SECAGG_AGGREGATORS))}"
             )
         if secagg.threshold is None:
             problems.append("privacy.secure_aggregation.threshold: required when secure aggregation is enabled")

@@ -15,6 +15,7 @@ from trustmesh.contracts.records import FEDERATION_ACTIONS, FederationPayload, S
 from trustmesh.contracts.rules.common import TERMINAL, TRANSITIONS, Event, Outcome, check_signer
 from trustmesh.contracts.rules.declare import declared_addresses
 from trustmesh.contracts.rules.round import close_round, open_round
+from trustmesh.contracts.rules.secagg import secagg_advance, secagg_advertise, secagg_reveal, secagg_shares
 from trustmesh.contracts.rules.submission import Submission, SubmissionOutcome, submit
 from trustmesh.contracts.rules.tasks import attest_result, claim_task, post_result, record_evaluation
 from trustmesh.contracts.rules.workflow import approve, enroll, heartbeat, register_workflow
@@ -54,6 +55,10 @@ _HANDLERS: dict[str, Callable[[StateView, str, Any], Outcome]] = {
     "post_result": post_result,
     "attest_result": attest_result,
     "record_evaluation": record_evaluation,
+    "secagg_advertise": secagg_advertise,
+    "secagg_shares": secagg_shares,
+    "secagg_reveal": secagg_reveal,
+    "secagg_advance": secagg_advance,
 }
 
 

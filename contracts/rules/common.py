@@ -15,9 +15,11 @@ from trustmesh.contracts.view import StateView
 MAX_STATE_BYTES = 4 * 1024 * 1024
 R = TypeVar("R", bound=Record)
 
-# Legal round status changes. ready -> verified only when a workflow needs no attestation.
+# Legal round status changes. ready -> verified only when a workflow needs no attestation;
+# open -> unmasking -> ready only in secure-aggregation rounds (survivors reveal their shares).
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "open": frozenset({"ready", "failed"}),
+    "open": frozenset({"ready", "failed", "unmasking"}),
+    "unmasking": frozenset({"ready", "failed"}),
     "ready": frozenset({"aggregated", "verified"}),
     "aggregated": frozenset({"verified", "ready"}),
     "verified": frozenset({"accepted", "rejected"}),
@@ -122,3 +124,10 @@ def round_event(name: str, record: RoundRecord, *extra: tuple[str, str], family:
         *extra,
     )
     return Event(event_type=f"{family}/{name}", attributes=attributes, data=encode_record(record))
+
+
+def complete_if_last(workflow: WorkflowRecord, record: RoundRecord) -> WorkflowRecord:
+    """The workflow is completed once its final round (rounds, or the privacy cap) has a verdict."""
+    if record.status in TERMINAL and record.round >= workflow.final_round:
+        return dataclasses.replace(workflow, status="completed")
+    return workflow

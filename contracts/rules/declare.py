@@ -8,6 +8,7 @@ from trustmesh.contracts.addresses import (
     node_address,
     round_address,
     schedule_address,
+    secagg_address,
     submission_index_address,
     workflow_address,
 )
@@ -23,6 +24,10 @@ from trustmesh.contracts.records import (
     PostResult,
     RecordEvaluation,
     RegisterWorkflow,
+    SecAggAdvance,
+    SecAggAdvertise,
+    SecAggReveal,
+    SecAggShares,
 )
 from trustmesh.contracts.schema import Record
 
@@ -43,14 +48,20 @@ def _federation(p: Any, signer: str) -> tuple[list[str], list[str]]:
     if isinstance(p, OpenRound):
         rnd = round_address(p.workflow_id, p.round)
         sched = schedule_address(p.workflow_id, p.schedule_id)
-        inputs = [wf, rnd, sched, BLOCKINFO_NAMESPACE]
+        sec = secagg_address(p.workflow_id, p.round)
+        inputs = [wf, rnd, sched, sec, BLOCKINFO_NAMESPACE]
         if p.round > 1:
             inputs.append(round_address(p.workflow_id, p.round - 1))
-        return inputs, [wf, rnd, sched]
+        return inputs, [wf, rnd, sched, sec]
     rnd = round_address(p.workflow_id, p.round)
     index = submission_index_address(p.workflow_id, p.round)
+    sec = secagg_address(p.workflow_id, p.round)
     if isinstance(p, CloseRound):
-        return [wf, rnd, index, BLOCKINFO_NAMESPACE], [wf, rnd]
+        return [wf, rnd, index, sec, BLOCKINFO_NAMESPACE], [wf, rnd, sec]
+    if isinstance(p, (SecAggAdvertise, SecAggShares, SecAggReveal)):
+        return [wf, rnd, sec, BLOCKINFO_NAMESPACE], [sec]
+    if isinstance(p, SecAggAdvance):
+        return [wf, rnd, sec, BLOCKINFO_NAMESPACE], [wf, rnd, sec]
     if isinstance(p, ClaimTask):
         return [wf, rnd, BLOCKINFO_NAMESPACE], [rnd]
     if isinstance(p, PostResult):
@@ -74,7 +85,8 @@ def declared_addresses(
     elif fam == IOT_DATA:
         p = parse_submission(payload)
         index = submission_index_address(p.workflow_id, p.round)
-        inputs = [workflow_address(p.workflow_id), round_address(p.workflow_id, p.round), index, BLOCKINFO_NAMESPACE]
+        inputs = [workflow_address(p.workflow_id), round_address(p.workflow_id, p.round), index,
+                  secagg_address(p.workflow_id, p.round), BLOCKINFO_NAMESPACE]
         outputs = [index]
     else:
         raise ValueError(f"unknown family {fam.name!r}")

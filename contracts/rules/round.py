@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trustmesh.contracts.addresses import round_address, schedule_address, workflow_address
+from trustmesh.contracts.addresses import round_address, schedule_address, secagg_address, workflow_address
 from trustmesh.contracts.errors import RuleViolation
 from trustmesh.contracts.records import (
     SCHEMA_VERSION,
@@ -11,12 +11,12 @@ from trustmesh.contracts.records import (
     OpenRound,
     RoundRecord,
     ScheduleRecord,
-    WorkflowRecord,
 )
 from trustmesh.contracts.rules.common import (
     TERMINAL,
     Outcome,
     advance,
+    complete_if_last,
     encode_record,
     load_index,
     load_round,
@@ -24,14 +24,8 @@ from trustmesh.contracts.rules.common import (
     require_status,
     round_event,
 )
+from trustmesh.contracts.rules.secagg import close_secagg, load_secagg, opening_record, secagg_of
 from trustmesh.contracts.view import StateView, block_time
-
-
-def complete_if_last(workflow: WorkflowRecord, record: RoundRecord) -> WorkflowRecord:
-    """The workflow is completed once its final round (rounds, or the privacy cap) has a verdict."""
-    if record.status in TERMINAL and record.round >= workflow.final_round:
-        return dataclasses.replace(workflow, status="completed")
-    return workflow
 
 
 def open_round(view: StateView, signer: str, payload: OpenRound) -> Outcome:
@@ -82,6 +76,9 @@ def open_round(view: StateView, signer: str, payload: OpenRound) -> Outcome:
         round_address(workflow.workflow_id, record.round): encode_record(record),
         sched_address: encode_record(schedule),
     }
+    secagg = opening_record(workflow, record.round, now)
+    if secagg is not None:
+        changes[secagg_address(workflow.workflow_id, record.round)] = encode_record(secagg)
     event = round_event(
         "round-opened", record, ("deadline", str(record.deadline)), ("base_model_hash", record.base_model_hash)
     )
@@ -89,13 +86,18 @@ def open_round(view: StateView, signer: str, payload: OpenRound) -> Outcome:
 
 
 def close_round(view: StateView, signer: str, payload: CloseRound) -> Outcome:
-    """Anyone closes an open round once all expected nodes submitted or the deadline passed."""
+    """Anyone closes an open round once all expected nodes submitted or the deadline passed.
+
+    In a secure-aggregation round it fixes the survivors and starts the reveal phase instead.
+    """
     workflow = load_workflow(view, payload.workflow_id)
     record = load_round(view, workflow.workflow_id, payload.round)
     require_status(record, "open")
     index = load_index(view, workflow.workflow_id, payload.round)
     submitted = 0 if index is None else len(index.entries)
     now = block_time(view)
+    if secagg_of(workflow) is not None:
+        return close_secagg(workflow, record, load_secagg(view, workflow.workflow_id, record.round), index, now)
     if submitted < workflow.spec.expected_nodes and now <= record.deadline:
         raise RuleViolation(
             f"round {record.round} has {submitted} of {workflow.spec.expected_nodes} submissions and is open "

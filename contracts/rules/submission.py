@@ -18,6 +18,7 @@ from trustmesh.contracts.rules.common import (
     require_status,
     short,
 )
+from trustmesh.contracts.rules.secagg import require_member
 from trustmesh.contracts.view import StateView, block_time
 
 
@@ -57,6 +58,7 @@ def submit(view: StateView, signer: str, payload: SubmitUpdate, txn_id: str) -> 
     if record.schedule_id != payload.schedule_id:
         raise RuleViolation(f"round {record.round} has schedule_id {record.schedule_id!r}, not {payload.schedule_id!r}")
     require_status(record, "open")
+    require_member(view, workflow, record.round, signer)
     now = block_time(view)
     if now > record.deadline:
         raise RuleViolation(f"round {record.round} closed for submissions at {record.deadline} (now {now})")

@@ -20,6 +20,7 @@ from trustmesh.contracts.records import (
 from trustmesh.contracts.rules.common import (
     Outcome,
     advance,
+    complete_if_last,
     encode_record,
     load_index,
     load_round,
@@ -28,7 +29,6 @@ from trustmesh.contracts.rules.common import (
     round_event,
     short,
 )
-from trustmesh.contracts.rules.round import complete_if_last
 from trustmesh.contracts.view import StateView, block_time
 
 TASK_STATUS = {"aggregate": "ready", "evaluate": "verified"}

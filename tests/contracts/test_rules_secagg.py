@@ -1,0 +1,234 @@
+"""Secure-aggregation phases on-chain: advertise, share, input, unmask — effects and every refusal."""
+import hashlib
+
+import pytest
+from contracts_harness import C1, COORD, OUTSIDER, P1, P2, P3, WF, Ledger, action, spec, submission
+
+from trustmesh.contracts.addresses import secagg_address
+from trustmesh.contracts.errors import RuleViolation
+from trustmesh.contracts.records import SecAggRecord
+from trustmesh.contracts.rules.common import read_record
+
+THRESHOLD = 2
+TIMEOUT = 10
+
+
+def secure_spec(**overrides):
+    privacy = {
+        "dp": {"mode": "none", "clip": None, "noise_multiplier": None, "epsilon": None, "delta": None},
+        "secure_aggregation": {"enabled": True, "threshold": THRESHOLD, "phase_timeout": TIMEOUT},
+    }
+    return spec(privacy=privacy, **overrides)
+
+
+def secagg(ledger, round_no=1) -> SecAggRecord:
+    record = read_record(ledger.view, secagg_address(WF, round_no), SecAggRecord)
+    assert record is not None
+    return record
+
+
+def keys_of(signer: str) -> dict:
+    h = hashlib.sha512(signer.encode()).digest()
+    return {"enc_public": h[:32], "mask_public": h[32:], "seed_commitment": hashlib.sha256(h).digest()}
+
+
+def advertise(ledger, signer, round_no=1):
+    ledger.fed(signer, action("secagg_advertise", round=round_no, **keys_of(signer)))
+
+
+def share(ledger, signer, round_no=1):
+    bundle = hashlib.sha512(b"bundle " + signer.encode()).hexdigest()
+    ledger.fed(signer, action("secagg_shares", round=round_no, bundle_hash=bundle))
+
+
+def to_input(ledger, members=(P1, P2, P3)) -> str:
+    sid = ledger.open(1)
+    for signer in (P1, P2, P3):
+        advertise(ledger, signer)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    for signer in members:
+        share(ledger, signer)
+    if len(members) < 3:
+        ledger.advance(TIMEOUT + 1)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    return sid
+
+
+def to_unmask(ledger, survivors=(P1, P2)) -> str:
+    sid = to_input(ledger)
+    ledger.submit_all(1, sid, survivors)
+    ledger.advance(61)
+    ledger.fed(C1, action("close_round", round=1))
+    return sid
+
+
+def share_table(*owners):
+    return {owner: hashlib.sha256(owner.encode()).digest()[:16] for owner in owners}
+
+
+@pytest.fixture
+def ledger():
+    ledger = Ledger(now=1_000)
+    ledger.register(spec=secure_spec())
+    return ledger
+
+
+def test_open_round_starts_the_advertise_phase(ledger):
+    ledger.open(1)
+    record = secagg(ledger)
+    assert (record.phase, record.phase_deadline, record.threshold) == ("advertise", 1_000 + TIMEOUT, THRESHOLD)
+
+
+def test_round_without_secure_aggregation_has_no_phases():
+    plain = Ledger(now=1_000)
+    plain.register()
+    plain.open(1)
+    assert read_record(plain.view, secagg_address(WF, 1), SecAggRecord) is None
+    with pytest.raises(RuleViolation, match="has no secure aggregation"):
+        advertise(plain, P1)
+
+
+def test_advertise_records_keys_once_and_only_fresh_ones(ledger):
+    ledger.open(1)
+    advertise(ledger, P1)
+    assert set(secagg(ledger).keys) == {P1}
+    with pytest.raises(RuleViolation, match="already advertised"):
+        advertise(ledger, P1)
+    with pytest.raises(RuleViolation, match="already in the round's roster"):
+        ledger.fed(P2, action("secagg_advertise", round=1, **keys_of(P1)))
+    with pytest.raises(RuleViolation, match="not a participant"):
+        advertise(ledger, OUTSIDER)
+
+
+def test_advance_waits_for_everyone_or_the_deadline(ledger):
+    ledger.open(1)
+    advertise(ledger, P1)
+    advertise(ledger, P2)
+    with pytest.raises(RuleViolation, match="has 2 of 3 and lasts until 1010"):
+        ledger.fed(C1, action("secagg_advance", round=1))
+    ledger.advance(TIMEOUT + 1)
+    with pytest.raises(RuleViolation, match="phase 'advertise' of round 1 ended"):
+        advertise(ledger, P3)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    record = secagg(ledger)
+    assert record.phase == "share" and set(record.keys) == {P1, P2}
+    assert ledger.events[-1].event_type == "federation/secagg-phase"
+    assert ledger.events[-1].attribute("phase") == "share"
+
+
+def test_shares_only_from_the_roster_once(ledger):
+    ledger.open(1)
+    advertise(ledger, P1)
+    advertise(ledger, P2)
+    with pytest.raises(RuleViolation, match="in phase 'advertise', not 'share'"):
+        share(ledger, P1)
+    ledger.advance(TIMEOUT + 1)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    share(ledger, P1)
+    with pytest.raises(RuleViolation, match="already recorded its shares"):
+        share(ledger, P1)
+    with pytest.raises(RuleViolation, match="did not advertise"):
+        share(ledger, P3)
+
+
+def test_members_are_those_that_shared_and_only_they_submit(ledger):
+    sid = to_input(ledger, members=(P1, P2))
+    record = secagg(ledger)
+    assert record.phase == "input" and record.members == tuple(sorted((P1, P2)))
+    # the submission deadline restarts when members are fixed
+    assert ledger.round(1).deadline == ledger.now + 60
+    with pytest.raises(RuleViolation, match="not a secure-aggregation member"):
+        ledger.submit(P3, submission(1, sid, "masked p3"))
+    ledger.submit(P1, submission(1, sid, "masked p1"))
+
+
+def test_submissions_are_refused_before_the_input_phase(ledger):
+    sid = ledger.open(1)
+    advertise(ledger, P1)
+    with pytest.raises(RuleViolation, match="only in phase 'input', not 'advertise'"):
+        ledger.submit(P1, submission(1, sid, "too early"))
+
+
+def test_too_few_keys_fail_the_round_with_the_reason(ledger):
+    ledger.open(1)
+    advertise(ledger, P1)
+    ledger.advance(TIMEOUT + 1)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    assert ledger.round(1).status == "failed"
+    record = secagg(ledger)
+    assert record.phase == "failed"
+    assert record.failure == "1 participant(s) advertised keys, fewer than the threshold 2"
+    failed = ledger.events[-1]
+    assert failed.event_type == "federation/round-failed" and failed.attribute("phase") == "advertise"
+    # the coordinator may open the next round
+    ledger.open(2)
+
+
+def test_close_fixes_survivors_and_starts_unmasking(ledger):
+    to_unmask(ledger, survivors=(P1, P2))
+    record, sec = ledger.round(1), secagg(ledger)
+    assert record.status == "unmasking" and record.submitted == 2
+    assert sec.phase == "unmask" and sec.survivors == tuple(sorted((P1, P2))) and sec.dropped == (P3,)
+
+
+def test_close_with_fewer_survivors_than_the_threshold_fails(ledger):
+    sid = to_input(ledger)
+    ledger.submit_all(1, sid, (P1,))
+    ledger.advance(61)
+    ledger.fed(C1, action("close_round", round=1))
+    assert ledger.round(1).status == "failed"
+    assert "1 survivor(s) submitted a masked input, fewer than the 2 required" in secagg(ledger).failure
+
+
+def test_reveal_gives_seed_shares_of_survivors_and_key_shares_of_the_dropped_only(ledger):
+    to_unmask(ledger, survivors=(P1, P2))
+    with pytest.raises(RuleViolation, match="seed share of .* refused: it is not a survivor"):
+        ledger.fed(P1, action("secagg_reveal", round=1, seed_shares=share_table(P1, P3), key_shares={}))
+    with pytest.raises(RuleViolation, match="mask-key share of .* refused: it did not drop out"):
+        ledger.fed(P1, action("secagg_reveal", round=1, seed_shares=share_table(P1), key_shares=share_table(P2)))
+    with pytest.raises(RuleViolation, match="is not a survivor"):
+        ledger.fed(P3, action("secagg_reveal", round=1, seed_shares=share_table(P1, P2), key_shares={}))
+    ledger.fed(P1, action("secagg_reveal", round=1, seed_shares=share_table(P1, P2), key_shares=share_table(P3)))
+    with pytest.raises(RuleViolation, match="already revealed"):
+        ledger.fed(P1, action("secagg_reveal", round=1, seed_shares=share_table(P1, P2), key_shares={}))
+    assert set(secagg(ledger).reveals[P1].key_shares) == {P3}
+
+
+def test_all_reveals_make_the_round_ready(ledger):
+    to_unmask(ledger, survivors=(P1, P2))
+    ledger.fed(P1, action("secagg_reveal", round=1, seed_shares=share_table(P1, P2), key_shares=share_table(P3)))
+    with pytest.raises(RuleViolation, match="has 1 of 2"):
+        ledger.fed(C1, action("secagg_advance", round=1))
+    ledger.fed(P2, action("secagg_reveal", round=1, seed_shares=share_table(P1, P2), key_shares=share_table(P3)))
+    ledger.fed(C1, action("secagg_advance", round=1))
+    assert ledger.round(1).status == "ready" and secagg(ledger).phase == "complete"
+    assert ledger.events[-1].event_type == "federation/round-ready"
+
+
+def test_too_few_reveals_by_the_deadline_fail_the_round(ledger):
+    to_unmask(ledger, survivors=(P1, P2))
+    ledger.fed(P1, action("secagg_reveal", round=1, seed_shares=share_table(P1, P2), key_shares=share_table(P3)))
+    ledger.advance(TIMEOUT + 1)
+    with pytest.raises(RuleViolation, match="phase 'unmask' of round 1 ended"):
+        ledger.fed(P2, action("secagg_reveal", round=1, seed_shares=share_table(P1, P2), key_shares={}))
+    ledger.fed(C1, action("secagg_advance", round=1))
+    assert ledger.round(1).status == "failed"
+    assert secagg(ledger).failure == "1 survivor(s) revealed their shares, fewer than the threshold 2"
+
+
+def test_advance_in_the_input_phase_points_to_close_round(ledger):
+    to_input(ledger)
+    with pytest.raises(RuleViolation, match="close_round ends that phase"):
+        ledger.fed(COORD, action("secagg_advance", round=1))
+
+
+def test_advance_by_an_outsider_is_refused(ledger):
+    ledger.open(1)
+    with pytest.raises(RuleViolation, match="not a member of workflow"):
+        ledger.fed(OUTSIDER, action("secagg_advance", round=1))
+
+
+def test_secure_aggregation_refuses_aggregators_that_need_single_updates():
+    ledger = Ledger(now=1_000)
+    with pytest.raises(RuleViolation, match="perffedavg.*secure aggregation supports fedadam, fedavg, fedyogi"):
+        ledger.register(spec=secure_spec(aggregation={"name": "perffedavg", "params": {}, "norm_bound": None}))
