@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from trustmesh.privacy.accountant import epsilon_after
+from trustmesh.privacy.accountant import dpsgd_round_steps, epsilon_after
 
 MECHANISMS: dict[str, tuple[str, int]] = {"client10": ("client", 10), "client100": ("client", 100),
                                           "dpsgd10": ("dpsgd", 10)}
@@ -59,9 +59,8 @@ def accounting(mechanism: str, participants: int, rounds: int) -> tuple[float, i
     """(sampling rate, steps) over ``rounds`` for the accountant, as the participants account them."""
     if MECHANISMS[mechanism][0] == "client":
         return 1.0, rounds
-    samples = W1_TRAIN // participants
-    rate = min(1.0, BATCH / samples)  # what PrivateTrainer reports (Opacus samples at 1/ceil(N/B))
-    return rate, rounds * EPOCHS * math.ceil(samples / BATCH)
+    rate, steps = dpsgd_round_steps(W1_TRAIN // participants, batch_size=BATCH, epochs=EPOCHS)
+    return rate, rounds * steps  # as the round protocol accounts them (Opacus samples at 1/ceil(N/B) <= B/N)
 
 
 def noise_for(epsilon: float, *, sampling_rate: float, steps: int) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from trustmesh.contracts.records import RoundRecord, SubmissionIndex, WorkflowRecord
 from trustmesh.history.documents import ExcludedSubmission, MissingNode, ParticipantEntry, RoundHistory
+from trustmesh.privacy.audit import round_audit
 
 
 def round_history(
@@ -60,5 +61,6 @@ def round_history(
             "opened_at": record.opened_at, "deadline": record.deadline, "closed_at": record.closed_at,
             "attestations": list(record.attestations),
             "verdict": evaluation.verdict if evaluation is not None else None,
+            "privacy": round_audit(workflow.spec, record.round, record.epsilon_spent),  # the DP audit trail
         },
     )

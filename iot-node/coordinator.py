@@ -33,14 +33,14 @@ def new_schedule_id(round_no: int) -> str:
 
 
 def _dp_plan(doc: dict[str, Any]) -> Any:
-    from trustmesh.privacy.rounds import client_dp
+    from trustmesh.privacy.rounds import round_privacy
 
     full = apply_defaults(doc)
-    if full["privacy"]["secure_aggregation"].get("enabled"):
-        raise ConfigError("secure aggregation is in trustmesh.privacy.secagg but not wired into rounds yet")
     fed = full["federation_config"]
-    return client_dp(full["privacy"]["dp"], expected_nodes=int(full["expected_nodes"]),
-                     min_nodes=int(fed.get("min_nodes_required", full["expected_nodes"])))
+    # DP-SGD's cap follows from every partition's size, batch and local epochs (sampling rate and steps).
+    return round_privacy(full["privacy"]["dp"], expected_nodes=int(full["expected_nodes"]),
+                         min_nodes=int(fed.get("min_nodes_required", full["expected_nodes"])),
+                         training=full["local_training"], data=full["data"])
 
 
 def privacy_cap(doc: dict[str, Any]) -> int | None:

@@ -81,6 +81,7 @@ class Participant:
         self._data: tuple[np.ndarray, np.ndarray] | None = None
         self._done_rounds: set[int] = set()
         self._privatizer: Any = None
+        self._dpsgd_rounds: set[int] = set()  # rounds DP-SGD already ran for (each spends budget)
         # Lossy codecs drop part of each delta; error feedback carries it into the next round's.
         self._residual = ErrorFeedback() if codec != "f32" else None
 
@@ -151,6 +152,8 @@ class Participant:
         from trustmesh.privacy.rounds import client_dp
 
         spec = workflow.spec
+        if spec.privacy.dp.mode != "client":  # none, or DP-SGD: its noise is already in the trained model
+            return update
         plan = client_dp(spec.privacy.dp, expected_nodes=spec.expected_nodes, min_nodes=spec.min_nodes_required)
         if plan is None:
             return update
@@ -159,18 +162,41 @@ class Participant:
         done = self._privatizer.applied(round_no)
         return (done or self._privatizer.privatize(round_no, update)).params
 
+    def _train(self, workflow: WorkflowRecord, round_no: int, model: Any, x: np.ndarray, y: np.ndarray,
+               base: Params) -> Any:
+        """Local training from ``base``: plain SGD, or Opacus DP-SGD (privacy.dp.mode "sample"), once a round."""
+        from trustmesh.privacy.dpsgd import make_private_trainer
+        from trustmesh.privacy.errors import PrivacyAlreadyApplied, PrivacyError
+        from trustmesh.privacy.rounds import sample_dp
+
+        training = workflow.spec.training
+        plan = sample_dp(workflow.spec.privacy.dp, training=training, sizes=[len(x)])
+        if plan is None:
+            return train_local(model, x, y, lr=training.lr, momentum=training.momentum,
+                               batch_size=training.batch_size, epochs=training.local_epochs,
+                               seed=round_no * 100 + self.partition,
+                               prox_mu=training.fedprox_mu, base_params=base)
+        # The cap on-chain came from the coordinator's accounting; check this partition's own spend.
+        spent = plan.epsilon_of(len(x), round_no)
+        if plan.epsilon is not None and spent > plan.epsilon * (1 + 1e-9):
+            raise PrivacyError(f"round {round_no} would spend epsilon {spent:.4g} on this partition, beyond "
+                               f"the budget {plan.epsilon:g}; not training")
+        if round_no in self._dpsgd_rounds:
+            raise PrivacyAlreadyApplied(f"DP-SGD already ran for round {round_no}; a second run spends twice")
+        self._dpsgd_rounds.add(round_no)
+        # No seed: a guessable one (round, partition) would let anyone redraw and subtract the noise.
+        return make_private_trainer(model, x, y, noise_multiplier=plan.noise_multiplier, clip=plan.clip,
+                                    batch_size=plan.batch_size, epochs=plan.local_epochs, lr=training.lr,
+                                    momentum=training.momentum).train()
+
     def train_update(self, workflow: WorkflowRecord, record: RoundRecord) -> LocalUpdate:
         """Train on this node's partition from the round's base model; the (privatized) delta and its metrics."""
-        spec, training = workflow.spec, workflow.spec.training
+        spec = workflow.spec
         base = self.base_model(workflow, record)
         x, y = self.local_data(workflow)
         model = build_model(spec.model)
         set_params(model, base)
-        result = train_local(
-            model, x, y, lr=training.lr, momentum=training.momentum, batch_size=training.batch_size,
-            epochs=training.local_epochs, seed=record.round * 100 + self.partition,
-            prox_mu=training.fedprox_mu, base_params=base,
-        )
+        result = self._train(workflow, record.round, model, x, y, base)
         _, accuracy = evaluate(model, x, y)
         update = delta(get_params(model), base)
         if self.transform is not None:

@@ -17,7 +17,7 @@ from dp_accounting import rdp
 
 from trustmesh.privacy.errors import PrivacyConfigError
 
-__all__ = ["ACCOUNTANT", "epsilon_after", "privacy_record", "rounds_allowed"]
+__all__ = ["ACCOUNTANT", "dpsgd_round_steps", "epsilon_after", "privacy_record", "rounds_allowed"]
 
 ACCOUNTANT = f"rdp/dp-accounting {metadata.version('dp-accounting')}"
 
@@ -59,6 +59,16 @@ def epsilon_after(rounds: int, *, noise_multiplier: float, sampling_rate: float,
     with _quiet_absl():
         accountant.compose(dp_accounting.SelfComposedDpEvent(step, rounds))
         return float(accountant.get_epsilon(delta))
+
+
+def dpsgd_round_steps(samples: int, *, batch_size: int, epochs: int) -> tuple[float, int]:
+    """(sampling rate q = B/N, steps = epochs * ceil(N/B)) that one round of DP-SGD on N examples is accounted with.
+
+    Opacus samples at 1/len(loader) <= B/N and takes at most ceil(N/B) steps an epoch: both bound it from above.
+    """
+    if samples < 1 or batch_size < 1 or epochs < 1:
+        raise PrivacyConfigError(f"need samples, batch_size and epochs >= 1, got {samples}, {batch_size}, {epochs}")
+    return min(1.0, batch_size / samples), epochs * -(-samples // batch_size)
 
 
 def rounds_allowed(epsilon: float, delta: float, noise_multiplier: float, sampling_rate: float,

@@ -5,7 +5,7 @@ epsilon is computed by this package's accountant (dp-accounting RDP), the same o
 """
 from __future__ import annotations
 
-import math
+import secrets
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trustmesh.privacy.accountant import epsilon_after
+from trustmesh.privacy.accountant import dpsgd_round_steps, epsilon_after
 from trustmesh.privacy.errors import PrivacyAlreadyApplied, PrivacyConfigError
 
 __all__ = ["PrivateTrainer", "PrivateTrainResult", "make_private_trainer"]
@@ -43,14 +43,19 @@ class PrivateTrainer:
     """One round's DP-SGD run over (X, y); trains ``model`` in place. Runs once (a second run raises)."""
 
     def __init__(self, *, model: nn.Module, X: np.ndarray, y: np.ndarray, noise_multiplier: float, clip: float,
-                 batch_size: int, epochs: int, lr: float, seed: int = 0) -> None:
+                 batch_size: int, epochs: int, lr: float, momentum: float = 0.0, seed: int | None = None) -> None:
         if len(X) != len(y) or len(X) == 0:
             raise PrivacyConfigError("X and y must be non-empty and of equal length")
-        if not (clip > 0 and noise_multiplier >= 0 and batch_size >= 1 and epochs >= 1 and lr > 0):
-            raise PrivacyConfigError("need clip > 0, noise_multiplier >= 0, batch_size >= 1, epochs >= 1, lr > 0")
+        if not (clip > 0 and noise_multiplier >= 0 and batch_size >= 1 and epochs >= 1 and lr > 0
+                and 0 <= momentum < 1):
+            raise PrivacyConfigError("need clip > 0, noise_multiplier >= 0, batch_size >= 1, epochs >= 1, lr > 0, "
+                                     "0 <= momentum < 1")
         self.model = model
         self.noise_multiplier, self.clip = float(noise_multiplier), float(clip)
-        self.batch_size, self.epochs, self.lr, self.seed = batch_size, epochs, lr, seed
+        self.batch_size, self.epochs, self.lr, self.momentum = batch_size, epochs, lr, momentum
+        # The noise is drawn from torch's global generator: a seed anyone can guess lets them redraw
+        # and subtract it, so only benches pass one; by default it comes from the OS.
+        self.seed = secrets.randbits(63) if seed is None else seed
         self._x = torch.from_numpy(np.array(X, dtype=np.float32))
         self._y = torch.from_numpy(np.array(y, dtype=np.int64))
         self._done = False
@@ -58,11 +63,12 @@ class PrivateTrainer:
     @property
     def sampling_rate(self) -> float:
         """Poisson sampling rate q = batch_size / N (the expected batch is batch_size)."""
-        return min(1.0, self.batch_size / len(self._x))
+        return dpsgd_round_steps(len(self._x), batch_size=self.batch_size, epochs=1)[0]
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(1.0 / self.sampling_rate)
+        """ceil(N / B): the batches of one epoch the accountant counts (Opacus takes at most that many)."""
+        return dpsgd_round_steps(len(self._x), batch_size=self.batch_size, epochs=1)[1]
 
     def train(self) -> PrivateTrainResult:
         """Run DP-SGD for ``epochs`` epochs of Poisson-sampled batches."""
@@ -78,7 +84,7 @@ class PrivateTrainer:
         generator = torch.Generator().manual_seed(self.seed)
         loader = DataLoader(TensorDataset(self._x, self._y), batch_size=self.batch_size, shuffle=True,
                             generator=generator)
-        optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr)
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Opacus warns about secure_mode and the RNG it uses
             engine = PrivacyEngine(accountant="rdp")
@@ -118,7 +124,8 @@ class PrivateTrainer:
 
 
 def make_private_trainer(model: nn.Module, X: np.ndarray, y: np.ndarray, *, noise_multiplier: float,
-                         clip: float, batch_size: int, epochs: int, lr: float, seed: int = 0) -> PrivateTrainer:
-    """A DP-SGD trainer for one participant's round; call ``.train()`` once."""
+                         clip: float, batch_size: int, epochs: int, lr: float, momentum: float = 0.0,
+                         seed: int | None = None) -> PrivateTrainer:
+    """A DP-SGD trainer for one participant's round; call ``.train()`` once (seed: benches only)."""
     return PrivateTrainer(model=model, X=X, y=y, noise_multiplier=noise_multiplier, clip=clip,
-                          batch_size=batch_size, epochs=epochs, lr=lr, seed=seed)
+                          batch_size=batch_size, epochs=epochs, lr=lr, momentum=momentum, seed=seed)
