@@ -326,3 +326,39 @@ def test_identical_bytes_with_one_or_two_threads():
     finally:
         torch.set_num_threads(before)
     assert outputs[0] == outputs[1]
+
+
+def _pinned_input() -> np.ndarray:
+    """12 x 70,001 float32 values made with exact integer and power-of-two arithmetic only."""
+    k = np.arange(12 * 70_001, dtype=np.int64)
+    v = ((k * 2654435761) % 1000003).astype(np.float64) / 1000003.0 - 0.5
+    m = np.ldexp(v, (k % 17) - 8).astype(np.float32).reshape(12, 70_001)
+    m[0, :4] = [0.0, -0.0, 1e-40, -1e-42]
+    m[:, 5] = -0.0
+    return m
+
+
+def test_canonical_bytes_are_pinned(monkeypatch):
+    """Faster kernels must not move a byte: these hashes were taken before any speed-up."""
+    import hashlib
+
+    m = _pinned_input()
+    counts = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]
+    pinned = {
+        "fedavg": "322a5ef9c6a1e70aea7f79e878299d3a62ccafee664491120dc63d10ea93baa1",
+        "perffedavg": "4c5667021457b6bf0bb2efa690c1cf885243cce5cdef0a1c10ab0e92879cec4d",
+        "multi_krum": "0f94184ec48771df85e80b97322f7450d699eeb3d5f3e3ab8216d686a86fbd69",
+    }
+
+    def digests(workers: int) -> dict[str, str]:
+        outs = {
+            "fedavg": agg.fedavg(m, counts, workers=workers),
+            "perffedavg": agg.perffedavg(m, counts, [0.1 * i for i in range(12)], alpha=0.3, workers=workers),
+            "multi_krum": agg.multi_krum(m, counts, f=2, workers=workers)[0],
+        }
+        return {name: hashlib.sha256(out.tobytes()).hexdigest() for name, out in outs.items()}
+
+    assert digests(1) == pinned
+    monkeypatch.setattr(agg, "_SUM_BLOCK", 1000)  # ragged blocks, several per thread
+    monkeypatch.setattr(agg, "_MIN_VALUES_PER_THREAD", 1)
+    assert digests(2) == pinned

@@ -61,7 +61,7 @@ __all__ = [
 
 CANONICAL_ARITHMETIC = "tm-agg-v1"
 SQSUM_LANES = 1024
-_SUM_BLOCK = 16384  # columns per block for weighted sums: 128 KiB of float64, stays in L2
+_SUM_BLOCK = 65536  # columns per block for weighted sums: 2 x 512 KiB of float64, stays in L2
 _SORT_BLOCK = 4096  # columns per block for order statistics
 _DIST_BLOCK = SQSUM_LANES  # columns per block for pairwise distances (must be a multiple of the lanes)
 _MIN_VALUES_PER_THREAD = 1 << 21  # below this much work a thread costs more than it saves
@@ -239,7 +239,12 @@ def perffedavg_weights(
 def weighted_sum(
     updates: Updates, coefficients: Sequence[float] | np.ndarray, *, workers: int = 1
 ) -> np.ndarray:
-    """Canonical ``sum_i c_i * x_i``: float64, in update order, no FMA, then one float32 cast."""
+    """Canonical ``sum_i c_i * x_i``: float64, in update order, no FMA, then one float32 cast.
+
+    Column block by column block: the float64 accumulator and scratch of one block stay in L2, so
+    only the float32 updates stream from memory. Per block, per update: widen (exact), multiply,
+    add, each an ``out=`` ufunc with no temporaries.
+    """
     rows = _rows(updates)
     coefs = [np.float64(c) for c in coefficients]
     if len(coefs) != len(rows):
@@ -247,6 +252,8 @@ def weighted_sum(
     size = rows[0].size
     out = np.empty(size, dtype=np.float32)
     block = min(_SUM_BLOCK, max(size, 1))
+    first, c0 = rows[0], coefs[0]
+    rest = list(zip(rows[1:], coefs[1:], strict=True))
 
     def make() -> Callable[[int, int], None]:
         acc_buf = np.empty(block, dtype=np.float64)
@@ -254,9 +261,11 @@ def weighted_sum(
 
         def work(s: int, e: int) -> None:
             acc, tmp = acc_buf[: e - s], tmp_buf[: e - s]
-            acc.fill(0.0)
-            for row, c in zip(rows, coefs, strict=True):
-                np.multiply(row[s:e], c, out=tmp, dtype=np.float64)
+            np.multiply(first[s:e], c0, out=acc, dtype=np.float64)
+            np.add(acc, 0.0, out=acc)  # 0.0 + x0*c0, as the canonical order starts: -0.0 -> +0.0
+            for row, c in rest:
+                np.copyto(tmp, row[s:e])  # float32 -> float64 is exact
+                np.multiply(tmp, c, out=tmp)
                 np.add(acc, tmp, out=acc)
             np.copyto(out[s:e], acc, casting="same_kind")
 
