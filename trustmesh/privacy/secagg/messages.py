@@ -1,6 +1,7 @@
 """The messages of the secure-aggregation phases, as frozen dataclasses with canonical CBOR bytes.
 
-Decoding is the boundary: anything malformed becomes SecAggMessageInvalid there.
+Decoding is the boundary: anything malformed becomes SecAggMessageInvalid there. Version 2: the
+mask key is recovered from a 16-byte seed, so key shares are 16 bytes (version 1 carried 32).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from trustmesh.privacy.errors import SecAggMessageInvalid
 from trustmesh.privacy.secagg.crypto import KEY_BYTES, NONCE_BYTES, SEED_BYTES
 
-VERSION = 1
+VERSION = 2
 Share = tuple[int, bytes]
 
 
@@ -22,8 +23,10 @@ def _loads(data: bytes, kind: str) -> dict[str, Any]:
         body = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several types for malformed input
         raise SecAggMessageInvalid(f"{kind}: not CBOR ({exc})") from exc
-    if not isinstance(body, dict) or body.get("v") != VERSION or body.get("kind") != kind:
-        raise SecAggMessageInvalid(f"{kind}: wrong message kind or version")
+    if not isinstance(body, dict) or body.get("kind") != kind:
+        raise SecAggMessageInvalid(f"{kind}: wrong message kind")
+    if body.get("v") != VERSION:
+        raise SecAggMessageInvalid(f"{kind}: version {body.get('v')!r} is not the supported {VERSION}")
     return body
 
 
@@ -64,7 +67,7 @@ class PublicKeys:
 
 @dataclass(frozen=True, kw_only=True)
 class SharePlaintext:
-    """Inside one encrypted envelope: the recipient's shares of the sender's seed and mask key."""
+    """Inside one encrypted envelope: the recipient's shares of the sender's self-mask and mask-key seeds."""
 
     sender: str
     recipient: str
@@ -84,7 +87,7 @@ class SharePlaintext:
             raise SecAggMessageInvalid("x: expected a share index >= 1")
         return cls(sender=_text(body, "from"), recipient=_text(body, "to"),
                    seed_share=(x, _bytes(body, "seed", SEED_BYTES)),
-                   key_share=(x, _bytes(body, "key", KEY_BYTES)))
+                   key_share=(x, _bytes(body, "key", SEED_BYTES)))
 
 
 def encode_envelope(nonce: bytes, ciphertext: bytes) -> bytes:
@@ -102,7 +105,7 @@ def decode_envelope(data: bytes) -> tuple[bytes, bytes]:
 
 @dataclass(frozen=True, kw_only=True)
 class Reveal:
-    """Phase 3 (unmask): a survivor's shares — seed shares of survivors, key shares of dropped peers."""
+    """Phase 3 (unmask): a survivor's shares — self-mask seed shares of survivors, mask-key seed shares of dropped peers."""
 
     participant_id: str
     seed_shares: dict[str, Share] = field(default_factory=dict)
@@ -136,7 +139,7 @@ class Reveal:
         unreadable = body.get("unreadable", [])
         if not isinstance(unreadable, list) or not all(isinstance(u, str) for u in unreadable):
             raise SecAggMessageInvalid("unreadable: expected a list of ids")
-        seed, key = shares("seed", SEED_BYTES), shares("key", KEY_BYTES)
+        seed, key = shares("seed", SEED_BYTES), shares("key", SEED_BYTES)
         if set(seed) & set(key):
             raise SecAggMessageInvalid("a reveal holds both shares of one participant")
         return cls(participant_id=_text(body, "id"), seed_shares=seed, key_shares=key,

@@ -17,7 +17,7 @@ from trustmesh.privacy.secagg.messages import (
     encode_envelope,
 )
 from trustmesh.privacy.secagg.ring import RingQuantizer
-from trustmesh.privacy.secagg.roster import check_roster, pairwise_mask, share_context, share_indices
+from trustmesh.privacy.secagg.roster import add_pairwise_mask, check_roster, share_context, share_indices
 
 
 class Participant:
@@ -31,7 +31,9 @@ class Participant:
         self.quantizer = quantizer or RingQuantizer()
         self._rng = rng or np.random.default_rng()
         self._enc_key = crypto.new_private_key()
-        self._mask_key = crypto.new_private_key()
+        self._mask_seed = crypto.new_seed()  # what gets shared for dropout recovery (one Shamir block)
+        self._mask_key = crypto.mask_key_from_seed(self._mask_seed, round_id=round_id,
+                                                   participant_id=participant_id)
         self._seed = crypto.new_seed()
         self._roster: dict[str, PublicKeys] = {}
         self._own_shares: tuple[Share, Share] | None = None
@@ -47,7 +49,7 @@ class Participant:
                           seed_commitment=crypto.commit(self._seed))
 
     def share_keys(self, roster: Mapping[str, PublicKeys]) -> dict[str, bytes]:
-        """Phase 1: Shamir-share the seed and the mask key; one AES-GCM envelope per other participant."""
+        """Phase 1: Shamir-share the self-mask and mask-key seeds; one AES-GCM envelope per other participant."""
         if roster.get(self.participant_id) != self.advertise():
             raise SecAggMessageInvalid("the roster does not hold this participant's own keys")
         check_roster(roster, self.threshold)
@@ -55,7 +57,7 @@ class Participant:
         self._members = frozenset(roster)
         indices = share_indices(roster)
         seed_shares = dict(shamir.split(self._seed, self.threshold, len(roster)))
-        key_shares = dict(shamir.split(crypto.private_bytes(self._mask_key), self.threshold, len(roster)))
+        key_shares = dict(shamir.split(self._mask_seed, self.threshold, len(roster)))
         envelopes: dict[str, bytes] = {}
         for recipient, index in indices.items():
             pair = ((index, seed_shares[index]), (index, key_shares[index]))
@@ -96,10 +98,11 @@ class Participant:
             self._members = chosen
         vector = np.asarray(delta_vector, dtype=np.float64).ravel() * float(weight)
         total = self.quantizer.encode(vector, participants=len(self._members), rng=self._rng)
-        total += crypto.expand_mask(self._seed, total.size)
-        for peer in self._members - {self.participant_id}:
-            total += pairwise_mask(self._mask_key, self._roster[peer].mask_public, round_id=self.round_id,
-                                   me=self.participant_id, peer=peer, length=total.size)
+        pad = crypto.MaskPad(total.size)
+        pad.add(total, self._seed)
+        for peer in sorted(self._members - {self.participant_id}):
+            add_pairwise_mask(total, pad, self._mask_key, self._roster[peer].mask_public, round_id=self.round_id,
+                              me=self.participant_id, peer=peer)
         self._submitted = (digest, total.copy())
         return total
 

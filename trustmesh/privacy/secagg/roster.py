@@ -7,7 +7,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from trustmesh.privacy.errors import PrivacyConfigError, SecAggMessageInvalid
-from trustmesh.privacy.secagg.crypto import derive_key, expand_mask
+from trustmesh.privacy.secagg.crypto import PRG_KEY_BYTES, MaskPad, derive_key
 from trustmesh.privacy.secagg.messages import PublicKeys
 
 
@@ -40,9 +40,12 @@ def share_context(round_id: str, sender: str, recipient: str) -> bytes:
     return f"{round_id}\x00{sender}\x00{recipient}".encode()
 
 
-def pairwise_mask(private: X25519PrivateKey, peer_public: bytes, *, round_id: str, me: str, peer: str,
-                  length: int) -> np.ndarray:
-    """The mask shared by ``me`` and ``peer``, signed as ``me`` adds it: + if me < peer, else −."""
-    seed = derive_key(private, peer_public, purpose="mask", context=pair_context(round_id, me, peer))
-    mask = expand_mask(seed, length)
-    return mask if me < peer else (np.uint32(0) - mask)
+def add_pairwise_mask(total: np.ndarray, pad: MaskPad, private: X25519PrivateKey, peer_public: bytes, *,
+                      round_id: str, me: str, peer: str) -> None:
+    """Add, in place, the mask ``me`` shares with ``peer``, signed as ``me`` adds it: + if me < peer, else −."""
+    seed = derive_key(private, peer_public, purpose="mask", context=pair_context(round_id, me, peer),
+                      length=PRG_KEY_BYTES)
+    if me < peer:
+        pad.add(total, seed)
+    else:
+        pad.subtract(total, seed)

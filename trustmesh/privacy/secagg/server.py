@@ -10,7 +10,7 @@ from trustmesh.privacy.errors import SecAggFailed
 from trustmesh.privacy.secagg import crypto, shamir
 from trustmesh.privacy.secagg.messages import PublicKeys, Reveal, Share
 from trustmesh.privacy.secagg.ring import RingQuantizer
-from trustmesh.privacy.secagg.roster import check_roster, pairwise_mask, share_indices
+from trustmesh.privacy.secagg.roster import add_pairwise_mask, check_roster, share_indices
 
 
 class Server:
@@ -27,6 +27,7 @@ class Server:
         if not self.members <= frozenset(roster):
             raise SecAggFailed("members must lie within the roster")
         self._indices = share_indices(roster)
+        self._combiners: dict[tuple[int, ...], shamir.Combiner] = {}  # by share indices, for this round
         self.phase_seconds: dict[str, float] = {}  # CPU seconds of the last unmask, by step (for bench/)
 
     def unmask(self, masked_inputs: Mapping[str, np.ndarray], reveals: Mapping[str, Reveal]) -> np.ndarray:
@@ -49,27 +50,42 @@ class Server:
         clock = time.process_time()
         total = np.zeros(length, dtype=np.uint32)
         for pid in sorted(survivors):
-            total += np.asarray(masked_inputs[pid], dtype=np.uint32)
+            np.add(total, np.asarray(masked_inputs[pid], dtype=np.uint32), out=total)
         self.phase_seconds = {"sum": time.process_time() - clock}
         clock = time.process_time()
-        for pid in sorted(survivors):
-            seed = shamir.combine(self._shares(reveals, pid, kind="seed"))
+        pad = crypto.MaskPad(length)
+        seeds = self._recover(reveals, sorted(survivors), kind="seed")
+        for pid, seed in seeds.items():
             if crypto.commit(seed) != self.roster[pid].seed_commitment:
                 raise SecAggFailed(f"recovered self-mask seed of {pid!r} does not match its commitment")
-            total -= crypto.expand_mask(seed, length)
+            pad.subtract(total, seed)
         self.phase_seconds["self_masks"] = time.process_time() - clock
         clock = time.process_time()
-        for gone in sorted(dropped):
-            raw = shamir.combine(self._shares(reveals, gone, kind="key"))
-            mask_key = crypto.private_from_bytes(raw)
+        for gone, mask_seed in self._recover(reveals, sorted(dropped), kind="key").items():
+            mask_key = crypto.mask_key_from_seed(mask_seed, round_id=self.round_id, participant_id=gone)
             if crypto.public_bytes(mask_key) != self.roster[gone].mask_public:
                 raise SecAggFailed(f"recovered mask key of {gone!r} does not match its public key")
             for pid in sorted(survivors):
                 # pid added the mask with pid's sign; the same mask seen from `gone` has the opposite sign.
-                total += pairwise_mask(mask_key, self.roster[pid].mask_public, round_id=self.round_id,
-                                       me=gone, peer=pid, length=length)
+                add_pairwise_mask(total, pad, mask_key, self.roster[pid].mask_public, round_id=self.round_id,
+                                  me=gone, peer=pid)
         self.phase_seconds["dropout_recovery"] = time.process_time() - clock
         return self.quantizer.decode(total).astype(np.float32)
+
+    def _recover(self, reveals: Mapping[str, Reveal], owners: list[str], *, kind: str) -> dict[str, bytes]:
+        """Each owner's seed rebuilt from exactly t shares; owners whose shares sit at the same indices
+        (normally all of them: the t lowest revealers) share one set of Lagrange coefficients."""
+        by_indices: dict[tuple[int, ...], list[tuple[str, list[bytes]]]] = {}
+        for owner in owners:
+            shares = self._shares(reveals, owner, kind=kind)
+            by_indices.setdefault(tuple(x for x, _ in shares), []).append((owner, [y for _, y in shares]))
+        recovered: dict[str, bytes] = {}
+        for indices, group in by_indices.items():
+            if indices not in self._combiners:
+                self._combiners[indices] = shamir.Combiner(indices)
+            secrets = self._combiners[indices].combine_many([values for _, values in group])
+            recovered.update((owner, secret) for (owner, _), secret in zip(group, secrets, strict=True))
+        return {owner: recovered[owner] for owner in owners}
 
     def _shares(self, reveals: Mapping[str, Reveal], owner: str, *, kind: str) -> list[Share]:
         """Exactly t shares of ``owner``'s secret, each at its revealer's own index (lowest indices first)."""
