@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trustmesh.chain import Chain
+from trustmesh.compute import secagg_phases
 from trustmesh.compute.history_docs import round_history
 from trustmesh.compute.roundwork import RoundResult, compute_result
 from trustmesh.contracts.records import RoundRecord, WorkflowRecord
@@ -122,6 +123,8 @@ class ComputeNode:
 
     # -- per status -------------------------------------------------------------------------------
     def _on_open(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        if workflow.spec.privacy.secure_aggregation.enabled:
+            return secagg_phases.drive(self, workflow, record)
         index = self.chain.index(workflow.workflow_id, record.round)
         submitted = len(index.entries) if index else 0
         now = self.chain.now()
@@ -137,6 +140,9 @@ class ComputeNode:
                 self._timing(workflow, record)["closed"] = time.time()
                 return "acted"
         return self._keep_time_moving(workflow)
+
+    def _on_unmasking(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
+        return secagg_phases.drive(self, workflow, record)
 
     def _on_ready(self, workflow: WorkflowRecord, record: RoundRecord) -> str:
         if self.key in record.barred:
@@ -246,7 +252,7 @@ class ComputeNode:
         return compute_result(
             workflow=workflow, round_record=record, index=index, base_model=base, records=records,
             fetch_update=lambda h: self.dataplane.fetch_update_blob(workflow.workflow_id, record.schedule_id, h),
-            optimizer_state=state,
+            optimizer_state=state, secagg=self.chain.secagg(workflow.workflow_id, record.round),
         )
 
     def _initial_model_if(self, workflow: WorkflowRecord, wanted: str) -> bytes | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trustmesh.contracts.records import RoundRecord, SubmissionIndex, WorkflowRecord
+from trustmesh.contracts.records import RoundRecord, SecAggRecord, SubmissionIndex, WorkflowRecord
 from trustmesh.dataplane.records import SubmissionRecord, sha512_hex
 from trustmesh.dataplane.store import Blob
 from trustmesh.errors import UpdateRejected
@@ -84,6 +84,7 @@ def compute_result(
     records: list[SubmissionRecord],
     fetch_update: BlobFetch,
     optimizer_state: bytes | None = None,
+    secagg: SecAggRecord | None = None,
 ) -> RoundResult:
     """Recompute round ``round_record``'s new model from the chain's index and the blobs it names."""
     started = time.perf_counter()
@@ -91,6 +92,14 @@ def compute_result(
         raise UpdateRejected("the base model blob does not match the round's base_model_hash")
     spec = spec_for_model(workflow.spec.model)
     base = decode_params(base_model, spec)
+    if workflow.spec.privacy.secure_aggregation.enabled:  # ``secagg``: the round's on-chain phases
+        from trustmesh.compute.secagg_work import secagg_result
+
+        if secagg is None:
+            raise UpdateRejected("a secure-aggregation round is unmasked from its on-chain record: none given")
+        return secagg_result(workflow=workflow, round_record=round_record, index=index, secagg=secagg, base=base,
+                             spec=spec, records=records, fetch_update=fetch_update,
+                             optimizer_state=optimizer_state, started=started)
     entries = dict(sorted((index.entries if index else {}).items()))
     # The Redis list may hold records of transactions that never committed: keep only the one
     # whose transaction id the chain's index names.

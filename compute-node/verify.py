@@ -13,6 +13,7 @@ from trustmesh.chain import Chain
 from trustmesh.compute.roundwork import compute_result
 from trustmesh.dataplane.records import sha512_hex
 from trustmesh.dataplane.store import DataPlane
+from trustmesh.errors import UpdateRejected
 from trustmesh.fl.initial import initial_model
 
 ModelArchive = Callable[[str, str], bytes | None]
@@ -104,11 +105,20 @@ def verify_round(*, chain: Chain, dataplane: DataPlane, workflow_id: str, round_
         previous = chain.round(workflow_id, record.round - 1)
         prev_state = previous.result.aggregator_state_hash if previous and previous.result else None
         state = _model_blob(dataplane, archive, workflow_id, prev_state) if prev_state else None
-    recomputed = compute_result(
-        workflow=workflow, round_record=record, index=index, base_model=base, records=records,
-        fetch_update=lambda h: dataplane.fetch_update_blob(workflow_id, record.schedule_id, h),
-        optimizer_state=state,
-    )
+    secagg = chain.secagg(workflow_id, record.round)
+    try:
+        recomputed = compute_result(
+            workflow=workflow, round_record=record, index=index, base_model=base, records=records,
+            fetch_update=lambda h: dataplane.fetch_update_blob(workflow_id, record.schedule_id, h),
+            optimizer_state=state, secagg=secagg,
+        )
+    except UpdateRejected as exc:  # a secure-aggregation sum that no longer unmasks: the posted one is unproven
+        report.add("aggregate hash", False, f"cannot recompute: {exc}")
+        return report
+    if secagg is not None:
+        report.add("secure aggregation", tuple(result.included) == tuple(secagg.survivors),
+                   f"{len(secagg.survivors)} survivors unmasked with {len(secagg.reveals)} on-chain reveals, "
+                   f"{len(secagg.dropped)} dropped")
     report.add("included set", tuple(sorted(result.included)) == tuple(sorted(recomputed.included)),
                f"posted {len(result.included)}, recomputed {len(recomputed.included)}")
     wrong = {k: (v, recomputed.excluded.get(k)) for k, v in result.excluded.items()

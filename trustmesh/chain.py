@@ -11,9 +11,20 @@ from typing import Any
 from sawtooth_signing import Signer
 
 from trustmesh.contracts import cbor
-from trustmesh.contracts.addresses import round_address, submission_index_address, workflow_address
+from trustmesh.contracts.addresses import (
+    round_address,
+    secagg_address,
+    submission_index_address,
+    workflow_address,
+)
 from trustmesh.contracts.families import FEDERATION, IOT_DATA, Family
-from trustmesh.contracts.records import SCHEMA_VERSION, RoundRecord, SubmissionIndex, WorkflowRecord
+from trustmesh.contracts.records import (
+    SCHEMA_VERSION,
+    RoundRecord,
+    SecAggRecord,
+    SubmissionIndex,
+    WorkflowRecord,
+)
 from trustmesh.contracts.rules import declared_addresses
 from trustmesh.contracts.rules.common import read_record
 from trustmesh.contracts.view import block_time
@@ -85,6 +96,10 @@ class Chain:
 
     def index(self, workflow_id: str, round_no: int) -> SubmissionIndex | None:
         return read_record(self.view, submission_index_address(workflow_id, round_no), SubmissionIndex)
+
+    def secagg(self, workflow_id: str, round_no: int) -> SecAggRecord | None:
+        """The round's secure-aggregation phases (None for a round without secure aggregation)."""
+        return read_record(self.view, secagg_address(workflow_id, round_no), SecAggRecord)
 
     def now(self) -> int:
         """Block time at the chain head (raises RuleViolation before the first block)."""
