@@ -117,3 +117,36 @@ def test_version_1_messages_and_32_byte_key_shares_are_refused():
         Reveal.from_cbor(cbor2.dumps(body))
     body["v"] = 2
     assert Reveal.from_cbor(cbor2.dumps(body)).key_shares == {"b": (1, bytes(16))}
+
+
+@pytest.mark.parametrize(("t", "n"), [(1, 1), (2, 3), (5, 9), (26, 50), (50, 50), (3, 70)])
+def test_split_shares_are_rebuilt_by_pycryptodome(t, n):
+    chooser = random.Random(t * 1000 + n)
+    seed, key = os.urandom(16), os.urandom(32)
+    seed_shares, key_shares = shamir.split_many([seed, key], t, n)
+    assert [i for i, _ in seed_shares] == list(range(1, n + 1)) == [i for i, _ in key_shares]
+    picked = sorted(chooser.sample(range(n), t))
+    assert Shamir.combine([seed_shares[k] for k in picked]) == seed
+    assert b"".join(Shamir.combine([(key_shares[k][0], key_shares[k][1][h:h + 16]) for k in picked])
+                    for h in (0, 16)) == key
+    if t > 1:
+        assert Shamir.combine([seed_shares[k] for k in picked[1:]]) != seed
+
+
+def test_polynomial_evaluation_matches_pycryptodome_horner():
+    coefficients = [int.from_bytes(os.urandom(16), "big") for _ in range(6)]  # x^0 .. x^5
+    values = shamir._evaluate([shamir._words([c]) for c in coefficients], 40)[0]
+    for x in (1, 2, 3, 17, 40):
+        expected = _Element(0)
+        for c in reversed(coefficients):
+            expected = _Element(x) * expected + _Element(c)
+        assert (int(values[x - 1, 0]) << 64) | int(values[x - 1, 1]) == int(expected)
+
+
+def test_split_is_fresh_each_time_and_checks_its_arguments():
+    secret = os.urandom(16)
+    assert shamir.split(secret, 3, 5) != shamir.split(secret, 3, 5)
+    with pytest.raises(ValueError, match="threshold"):
+        shamir.split(secret, 6, 5)
+    with pytest.raises(ValueError, match="multiples"):
+        shamir.split(secret[:15], 2, 5)

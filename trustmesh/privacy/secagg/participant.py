@@ -56,8 +56,8 @@ class Participant:
         self._roster = dict(roster)
         self._members = frozenset(roster)
         indices = share_indices(roster)
-        seed_shares = dict(shamir.split(self._seed, self.threshold, len(roster)))
-        key_shares = dict(shamir.split(self._mask_seed, self.threshold, len(roster)))
+        seed_split, key_split = shamir.split_many([self._seed, self._mask_seed], self.threshold, len(roster))
+        seed_shares, key_shares = dict(seed_split), dict(key_split)
         envelopes: dict[str, bytes] = {}
         for recipient, index in indices.items():
             pair = ((index, seed_shares[index]), (index, key_shares[index]))

@@ -1,13 +1,13 @@
-"""Shamir sharing of 16-byte secrets over pycryptodome, with a batched combine for a whole round.
+"""Shamir sharing of 16-byte blocks over GF(2^128), compatible with pycryptodome's ``Shamir``.
 
-pycryptodome's ``Shamir.combine`` recomputes the Lagrange coefficients (O(t²) GF(2^128) products
-and t inversions) for every secret. The server rebuilds many secrets from shares at the same t
-indices, so `Combiner` computes the coefficients once, with pycryptodome's own field elements.
-Multiplying by a fixed c is GF(2)-linear: c·y is the XOR of c·x^k over the set bits k of y, and
-c·x^k the XOR of the powers x^(i+k) over the set bits i of c. Those powers of x are computed once
-with pycryptodome (so its reduction polynomial and bit order), and the rest is XOR of table rows,
-vectorized in numpy. The tests check the result against ``Shamir.combine`` and ``_Element``
-products. Longer secrets are split into independent 16-byte blocks.
+pycryptodome's ``Shamir.combine`` recomputes the Lagrange coefficients (O(t²) field products and t
+inversions) for every secret, and its field product is a slow bit loop. The server rebuilds many
+secrets from shares at the same t indices, so `Combiner` computes the coefficients once (with
+pycryptodome's own products and inverses). Multiplying by a fixed c is GF(2)-linear: c·y is the
+XOR of c·x^k over the set bits k of y, and c·x^k the XOR of x^(i+k) over the set bits i of c. The
+powers of x are computed with pycryptodome (its reduction polynomial and bit order); the rest is
+XOR of table rows, vectorized in numpy. `split_many` evaluates random polynomials the same way,
+exactly as ``Shamir.split`` defines its shares. Tests check both against pycryptodome.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
-from Crypto.Protocol.SecretSharing import Shamir, _Element
+from Crypto.Protocol.SecretSharing import _Element
+from Crypto.Random import get_random_bytes
 
 BLOCK = 16
 _BITS = 8 * BLOCK
@@ -24,11 +25,45 @@ _X = _Element(2)  # the field element x
 
 def split(secret: bytes, threshold: int, holders: int) -> list[tuple[int, bytes]]:
     """Shares (index, bytes of len(secret)) for indices 1..holders; any ``threshold`` of them rebuild it."""
-    if len(secret) % BLOCK or not secret:
-        raise ValueError(f"secret length must be a multiple of {BLOCK}, got {len(secret)}")
-    blocks = [Shamir.split(threshold, holders, secret[i:i + BLOCK]) for i in range(0, len(secret), BLOCK)]
-    return [(index, b"".join(block[k][1] for block in blocks))
-            for k, index in enumerate(index for index, _ in blocks[0])]
+    return split_many([secret], threshold, holders)[0]
+
+
+def split_many(secrets: Sequence[bytes], threshold: int, holders: int) -> list[list[tuple[int, bytes]]]:
+    """Each secret shared as by ``Shamir.split`` (random polynomial of degree t-1 over GF(2^128) per
+    16-byte block, evaluated at 1..holders), all blocks at once; pycryptodome's combine rebuilds them."""
+    if not secrets or any(len(secret) % BLOCK or not secret for secret in secrets):
+        raise ValueError(f"secret lengths must be non-zero multiples of {BLOCK}")
+    if not 1 <= threshold <= holders:
+        raise ValueError(f"need 1 <= threshold <= holders, got {threshold} of {holders}")
+    blocks = [secret[i:i + BLOCK] for secret in secrets for i in range(0, len(secret), BLOCK)]
+    # coefficients[k] holds the x^k coefficient of every block's polynomial; the constant is the block
+    coefficients = [_words([int.from_bytes(block, "big") for block in blocks])]
+    coefficients += [_words([int.from_bytes(get_random_bytes(BLOCK), "big") for _ in blocks])
+                     for _ in range(threshold - 1)]
+    values = _evaluate(coefficients, holders).astype(">u8").tobytes()  # (block, holder) -> 16 bytes
+    out, first = [], 0
+    for secret in secrets:
+        count = len(secret) // BLOCK
+        out.append([(holder + 1, b"".join(values[((first + b) * holders + holder) * BLOCK:]
+                                          [:BLOCK] for b in range(count)))
+                    for holder in range(holders)])
+        first += count
+    return out
+
+
+def _evaluate(coefficients: Sequence[np.ndarray], holders: int) -> np.ndarray:
+    """Horner's rule at x = 1..holders for every block at once: (blocks, holders, 2) elements."""
+    points = np.arange(1, holders + 1)
+    times_point = np.zeros((holders, _BITS, 2), dtype=np.uint64)  # "multiply by the integer i", per holder
+    position = np.arange(_BITS)
+    for b in range(holders.bit_length()):  # i·y = XOR of x^b·y over the set bits b of i
+        has = ((points >> b) & 1).astype(bool)
+        times_point[has] ^= _powers_of_x()[_BITS - 1 - position + b]
+    state = np.broadcast_to(coefficients[-1][:, None, :], (len(coefficients[-1]), holders, 2)).copy()
+    for coefficient in reversed(coefficients[:-1]):
+        bits = _bits(state.reshape(-1, 2)).reshape(state.shape[0], holders, _BITS).astype(bool)
+        state = _xor_select(bits, times_point[None]) ^ coefficient[:, None, :]
+    return state
 
 
 def combine(shares: Sequence[tuple[int, bytes]]) -> bytes:
@@ -105,8 +140,13 @@ def _bits(words: np.ndarray) -> np.ndarray:
 
 def _apply(table: np.ndarray, bits: np.ndarray) -> np.ndarray:
     """The GF(2)-linear map given by ``table`` (one row per bit position) applied to rows of bits."""
-    picked = np.where(bits[:, :, None].astype(bool), table[None, :, :], np.uint64(0))
-    return np.bitwise_xor.reduce(picked, axis=1)
+    return _xor_select(bits.astype(bool), table[None])
+
+
+def _xor_select(bits: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """XOR of the elements rows[..., r, :] where bits[..., r] is set: bits (..., r), rows broadcastable to (..., r, 2)."""
+    return np.stack([np.bitwise_xor.reduce(np.where(bits, np.ascontiguousarray(rows[..., half]), np.uint64(0)),
+                                           axis=-1) for half in (0, 1)], axis=-1)
 
 
 def _times_table(elements: np.ndarray) -> np.ndarray:
@@ -117,5 +157,4 @@ def _times_table(elements: np.ndarray) -> np.ndarray:
     position = np.arange(_BITS)
     powers = _powers_of_x()[2 * _BITS - 2 - position[:, None] - position[None, :]]  # (p, q, 2)
     bits = _bits(elements).astype(bool)  # (m, q)
-    picked = np.where(bits[:, None, :, None], powers[None], np.uint64(0))
-    return np.bitwise_xor.reduce(picked, axis=2)
+    return _xor_select(bits[:, None, :], powers[None])
