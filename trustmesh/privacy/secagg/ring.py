@@ -38,18 +38,21 @@ class RingQuantizer:
     def encode(self, values: np.ndarray, *, participants: int, rng: np.random.Generator) -> np.ndarray:
         """Quantize float values to uint32 ring elements; refuses values that could overflow the sum."""
         scaled = np.asarray(values, dtype=np.float64) / self.step
-        if not np.all(np.isfinite(scaled)):
-            raise SecAggFailed("input holds non-finite values")
-        limit = self.capacity(participants) / self.step
-        if scaled.size and float(np.max(np.abs(scaled))) > limit:
-            raise SecAggFailed(f"input exceeds the ring's capacity ±{self.capacity(participants):g}; clip it "
-                               "or raise the step")
+        if scaled.size:
+            low, high = float(scaled.min()), float(scaled.max())  # NaN and ±inf propagate here
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise SecAggFailed("input holds non-finite values")
+            if max(-low, high) > self.capacity(participants) / self.step:
+                raise SecAggFailed(f"input exceeds the ring's capacity ±{self.capacity(participants):g}; "
+                                   "clip it or raise the step")
         if self.stochastic:
-            floor = np.floor(scaled)
-            integers = floor + (rng.random(scaled.shape) < (scaled - floor))
+            integers = np.floor(scaled)
+            np.subtract(scaled, integers, out=scaled)  # the fraction, rounded up with that probability
+            np.add(integers, rng.random(scaled.shape) < scaled, out=integers)
         else:
             integers = np.rint(scaled)
-        return integers.astype(np.int64).astype(np.uint32)
+        # within capacity every integer fits in int32, whose two's complement is the ring element
+        return integers.astype(np.int32).view(np.uint32)
 
     def decode(self, total: np.ndarray) -> np.ndarray:
         """Read a ring sum as signed 32-bit integers times the step (float64)."""
