@@ -362,3 +362,66 @@ def test_canonical_bytes_are_pinned(monkeypatch):
     monkeypatch.setattr(agg, "_SUM_BLOCK", 1000)  # ragged blocks, several per thread
     monkeypatch.setattr(agg, "_MIN_VALUES_PER_THREAD", 1)
     assert digests(2) == pinned
+
+
+# ---------------------------------------------------------------------------------------------
+# Krum's certified selection: sound under any BLAS rounding the error model allows
+
+
+def _exact_gram(m: np.ndarray) -> tuple[list[list[object]], list[list[object]]]:
+    """The exact Gram matrix and the exact ``sum_k |a_k b_k|`` of float32 rows (as Fractions)."""
+    from fractions import Fraction
+
+    rows = [[Fraction(float(x)) for x in row] for row in m]
+    gram = [[sum((a * b for a, b in zip(r, s, strict=True)), Fraction(0)) for s in rows] for r in rows]
+    absd = [[sum((abs(a * b) for a, b in zip(r, s, strict=True)), Fraction(0)) for s in rows] for r in rows]
+    return gram, absd
+
+
+def _near_ties(rng: np.random.Generator, n: int, p: int) -> np.ndarray:
+    """``n`` updates a few float32 ulps apart, far from the origin: Gram cancellation makes near-ties."""
+    base = rng.uniform(0.5, 1.0, p).astype(np.float32)
+    spacing = float(2 ** int(rng.integers(-24, -14)))
+    offsets = rng.integers(-6, 7, size=(n, p)).astype(np.float64) * spacing
+    return (base.astype(np.float64) + offsets).astype(np.float32)
+
+
+def test_certified_krum_is_sound_under_any_blas_rounding_within_the_error_model():
+    """Another machine's BLAS may round each Gram entry anywhere within gamma_P * sum|a_k b_k|.
+
+    Whatever it proposes, the shortcut either proves the canonical selection or steps aside.
+    """
+    rng = np.random.default_rng(4)
+    p = 16
+    unit = 2.0**-53
+    gamma = p * unit / (1.0 - p * unit)
+    certified = declined = 0
+    for _ in range(60):
+        n = int(rng.integers(4, 8))
+        m = _near_ties(rng, n, p)
+        f, keep = int(rng.integers(0, n - 2)), int(rng.integers(1, n))
+        canonical = agg.krum_select(m, f=f, m=keep, certify=False)
+        exact, absd = _exact_gram(m)
+        for _ in range(4):
+            signs = rng.choice([-1.0, 1.0], size=(n, n))
+            signs = np.triu(signs) + np.triu(signs, 1).T  # a GEMM of a symmetric product stays symmetric
+            blas = np.array([[float(exact[i][j] + signs[i, j] * 0.9 * gamma * absd[i][j])  # type: ignore[operator]
+                              for j in range(n)] for i in range(n)])
+            proposal = agg._certified_selection(blas, p, f=f, m=keep)
+            if proposal is None:
+                declined += 1
+            else:
+                certified += 1
+                assert proposal == canonical
+    assert certified > 20 and declined > 20  # both the proof and the canonical fallback are exercised
+
+
+def test_krum_near_ties_fall_back_to_the_canonical_selection():
+    rng = np.random.default_rng(5)
+    fell_back = 0
+    for _ in range(30):
+        m = _near_ties(rng, 6, 16)
+        fell_back += agg._certified_krum(list(m), f=1, m=1) is None
+        for keep in (1, 3):
+            assert agg.krum_select(m, f=1, m=keep) == agg.krum_select(m, f=1, m=keep, certify=False)
+    assert fell_back > 0

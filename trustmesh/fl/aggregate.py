@@ -17,9 +17,13 @@ Everything whose output may be hashed follows one canonical, versioned arithmeti
 
 Only elementwise numpy ufuncs and explicit loops over updates produce these values: never a BLAS or
 pairwise reduction, whose rounding depends on the machine, the library, the memory layout and the
-number of threads. (Krum may take a BLAS shortcut to its *selection*, kept only when rigorous error
-bounds prove it equal to the canonical one.) Work is split into column blocks that stay in cache; optional ``workers`` threads take
-disjoint blocks, which cannot change any byte. Inputs are assumed validated (see ``validate.py``).
+number of threads. Krum's *selection* may be proposed by a BLAS Gram matrix, but is kept only when
+error bounds prove it equal to the canonical one (a certified margin); near-ties, equal updates
+and anything unprovable fall back to the canonical distances, so the selection never depends on
+the BLAS. Krum's output is the selected update itself and multi-Krum's the canonical weighted sum
+of the selected ones: no BLAS value ever reaches a hashed byte. Work is split into column blocks
+that stay in cache; optional ``workers`` threads take disjoint blocks, which cannot change any byte.
+Inputs are assumed validated (see ``validate.py``).
 """
 from __future__ import annotations
 
@@ -502,12 +506,15 @@ def krum_select(
 
 
 def _certified_krum(rows: list[np.ndarray], *, f: int, m: int) -> list[int] | None:
-    """The canonical Krum selection when a BLAS estimate can prove it, else None.
+    """The canonical Krum selection when a BLAS Gram estimate can prove it, else None."""
+    gram = _gram_estimate(rows)
+    return None if gram is None else _certified_selection(gram, rows[0].size, f=f, m=m)
 
-    For float64 dot products of ``P`` terms in any order, ``|error| <= gamma_P * sum|a_k b_k|`` with
-    ``gamma_P = P u / (1 - P u)``; Cauchy-Schwarz bounds the sum by the squared norms. Both the estimate
-    and the canonical distances lie within that of the exact value, so a gap wider than both errors
-    between the m-th and the next score fixes the canonical choice.
+
+def _gram_estimate(rows: list[np.ndarray]) -> np.ndarray | None:
+    """``X X^T`` in float64 by BLAS, one thread, in column blocks; None if it is not finite.
+
+    Its rounding depends on the machine and library: it only ever proposes, never decides.
     """
     from threadpoolctl import threadpool_limits
 
@@ -521,22 +528,36 @@ def _certified_krum(rows: list[np.ndarray], *, f: int, m: int) -> list[int] | No
             for j, row in enumerate(rows):
                 part[j] = row[s:e]
             gram += part @ part.T
-    if not np.isfinite(gram).all():
-        return None
+    return gram if np.isfinite(gram).all() else None
+
+
+def _certified_selection(gram: np.ndarray, size: int, *, f: int, m: int) -> list[int] | None:
+    """Krum's selection from a Gram estimate, kept only if no rounding can change it, else None.
+
+    The error model is the standard one for float64 dot products of ``P = size`` terms in any order,
+    blocking or FMA use: ``|error| <= gamma_P * sum|a_k b_k|`` with ``gamma_P = P u / (1 - P u)``
+    (every conventional GEMM meets it; a Strassen-like fast product would not). Cauchy-Schwarz
+    bounds the sum by the squared norms. The estimated and the canonical distances then both lie
+    within ``~2 gamma_P (|a|^2 + |b|^2)`` of the exact one; ``err`` allows twice that. A score (a
+    sum of the ``closest`` smallest distances) moves by at most ``closest`` times the largest
+    distance error, plus its own summation rounding. If the worst chosen score stays below the best
+    rejected one after those moves, the canonical scores rank the same way.
+    """
+    n = gram.shape[0]
     unit = 2.0**-53
     gamma = size * unit / (1.0 - size * unit) + 4 * unit
     diag = np.diag(gram).copy()
-    norms = diag[:, None] + diag[None, :]
-    dist = norms - 2.0 * gram
+    norms = np.abs(diag[:, None]) + np.abs(diag[None, :])
+    dist = diag[:, None] + diag[None, :] - 2.0 * gram
     err = 8.0 * gamma * norms  # bounds |estimate - canonical| (both within ~2 gamma norms of exact)
     closest = max(1, n - f - 2)
     est, tol = [], []
     for i in range(n):
         others = np.delete(np.arange(n), i)
         near = np.sort(dist[i, others])[:closest]
-        score = float(near.sum())
-        est.append(score)
-        tol.append(closest * float(err[i, others].max()) + 8.0 * closest * unit * abs(score))
+        est.append(float(near.sum()))
+        summed = float(np.abs(near).sum())  # rounding of both score sums, even with negative estimates
+        tol.append(closest * float(err[i, others].max()) + 8.0 * closest * unit * summed)
     ranked = sorted(range(n), key=lambda i: (est[i], i))
     chosen, rest = ranked[:m], ranked[m:]
     if not rest:
