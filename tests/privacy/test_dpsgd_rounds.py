@@ -137,7 +137,10 @@ def test_participant_runs_dp_sgd_once_a_round_and_never_beyond_its_budget() -> N
     beyond = next(r for r in range(1, 10_000) if own.epsilon_spent(r) > 8.0)
     with pytest.raises(PrivacyError, match="beyond the budget"):
         participant._train(workflow, beyond, build_model("digits-mlp"), x, y, base)
-    # the client-level path is untouched: the delta comes back unchanged when DP is off
+    # plain SGD without DP and with client-level DP (whose noise comes after training), as often as asked
+    for mode in ("none", "client", "client"):
+        plain = participant._train(_workflow_record({**DP, "mode": mode}), 1, build_model("digits-mlp"), x, y, base)
+        assert not hasattr(plain, "noise_multiplier")
     assert participant._privatize(_workflow_record({**DP, "mode": "none"}), 1, base) is base
 
 
