@@ -6,7 +6,7 @@ or late (alive, but no submission before the deadline).
 """
 from __future__ import annotations
 
-from trustmesh.contracts.records import RoundRecord, SubmissionIndex, WorkflowRecord
+from trustmesh.contracts.records import RoundRecord, SecAggRecord, SubmissionIndex, WorkflowRecord
 from trustmesh.history.documents import ExcludedSubmission, MissingNode, ParticipantEntry, RoundHistory
 from trustmesh.privacy.audit import round_audit
 
@@ -18,6 +18,7 @@ def round_history(
     index: SubmissionIndex | None,
     alive: set[str],
     timings: dict[str, float],
+    secagg: SecAggRecord | None = None,
 ) -> RoundHistory:
     entries = dict(sorted((index.entries if index else {}).items()))
     participants = tuple(
@@ -25,9 +26,12 @@ def round_history(
                          metrics=dict(e.metrics))
         for key, e in entries.items()
     )
+    dropped = set(secagg.dropped) if secagg is not None else set()
     missing = tuple(
         MissingNode(public_key=key, reason="late" if key in alive else "no_heartbeat",
-                    detail=f"no submission indexed for round {record.round}")
+                    detail=f"handed out its secure-aggregation shares but submitted no masked input in round "
+                           f"{record.round}; the survivors recovered its masks" if key in dropped else
+                           f"no submission indexed for round {record.round}")
         for key in sorted(workflow.participants) if key not in entries
     )
     result, evaluation = record.result, record.evaluation
@@ -62,5 +66,15 @@ def round_history(
             "attestations": list(record.attestations),
             "verdict": evaluation.verdict if evaluation is not None else None,
             "privacy": round_audit(workflow.spec, record.round, record.epsilon_spent),  # the DP audit trail
+            "secure_aggregation": _secagg_summary(secagg),
         },
     )
+
+
+def _secagg_summary(secagg: SecAggRecord | None) -> dict[str, object] | None:
+    """Who took part in which secure-aggregation phase (None for a round without it)."""
+    if secagg is None:
+        return None
+    return {"threshold": secagg.threshold, "phase": secagg.phase, "roster": sorted(secagg.keys),
+            "members": list(secagg.members), "survivors": list(secagg.survivors), "dropped": list(secagg.dropped),
+            "revealed": sorted(secagg.reveals), "failure": secagg.failure}

@@ -346,7 +346,8 @@ class ComputeNode:
         index = self.chain.index(workflow.workflow_id, record.round)
         alive = _safe(lambda: self.dataplane.alive_nodes(workflow.workflow_id), set())
         doc = round_history(workflow=workflow, record=record, index=index, alive=alive,
-                            timings=self._progress.timings.get(mark, {}))
+                            timings=self._progress.timings.get(mark, {}),
+                            secagg=self.chain.secagg(workflow.workflow_id, record.round))
         model_blob = None
         if record.status == "accepted" and record.result is not None:
             model_blob = self.dataplane.get_model(workflow.workflow_id, record.result.model_hash)

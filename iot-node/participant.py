@@ -24,6 +24,7 @@ from trustmesh.fl.models import build_model
 from trustmesh.fl.params import Params, delta, get_params, set_params, spec_for_model
 from trustmesh.fl.partition import client_partition
 from trustmesh.fl.train import evaluate, train_local
+from trustmesh.iot.secagg_participant import SecAggRounds
 from trustmesh.iot.transaction_initiator import submit_envelope
 
 LOGGER = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Participant:
         self._dpsgd_rounds: set[int] = set()  # rounds DP-SGD already ran for (each spends budget)
         # Lossy codecs drop part of each delta; error feedback carries it into the next round's.
         self._residual = ErrorFeedback() if codec != "f32" else None
+        self._secagg = SecAggRounds(self)
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> list[SubmittedRound]:
         """Submit to every open round until the workflow completes or ``stop()`` is true."""
@@ -110,6 +112,8 @@ class Participant:
         if self.chain.public_key not in workflow.participants or not workflow.last_round:
             return None
         record = self.chain.round(self.workflow_id, workflow.last_round)
+        if record is not None and workflow.spec.privacy.secure_aggregation.enabled:
+            return self._secagg.step(workflow, record)
         if record is None or record.status != "open" or record.round in self._done_rounds:
             return None
         index = self.chain.index(self.workflow_id, record.round)

@@ -30,6 +30,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compute-nodes", type=int, default=2, help="compute nodes (default 2: one attests the other)")
     parser.add_argument("--round-timeout", type=int, default=None, help="seconds a round stays open (block time)")
     parser.add_argument("--codec", default="f32", choices=["f32", "f16", "int8", "topk"], help="update codec")
+    parser.add_argument("--secure-aggregation", type=int, default=None, metavar="T",
+                        help="secure aggregation with Shamir threshold T (0: off; default: the file's)")
+    parser.add_argument("--dp", choices=["none", "client", "sample"], default=None,
+                        help="differential privacy: client-level (participants clip and add noise shares) or "
+                             "sample-level DP-SGD (default: the file's)")
+    parser.add_argument("--epsilon", type=float, default=None, help="with --dp: the (epsilon, 1e-5) budget; the "
+                        "chain refuses rounds beyond it")
+    parser.add_argument("--clip", type=float, default=None, help="with --dp: clip norm C (default 1.0)")
+    parser.add_argument("--noise-multiplier", type=float, default=None,
+                        help="with --dp: Gaussian noise multiplier z (default 1.0)")
     parser.add_argument("--url", default=None, help="use this running ledger (comma-separated URLs) instead of devnet")
     parser.add_argument("--redis", default=None, help="use this Redis URL instead of starting one")
     parser.add_argument("--couchdb", default=None, help="use this CouchDB URL (with credentials) instead of PouchDB")
@@ -51,6 +61,25 @@ def _load_doc(path: Path) -> dict:  # type: ignore[type-arg]
     return doc
 
 
+def _stand_in_key(name: str) -> str:
+    import hashlib
+
+    return "02" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def _with_privacy(plan: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    """The plan with the command line's privacy options applied, checked as a whole workflow."""
+    from trustmesh.contracts.workflow import validate_workflow
+    from trustmesh.runner.plan import apply_privacy_options
+
+    plan = apply_privacy_options(plan, secure_aggregation=args.secure_aggregation, dp=args.dp, epsilon=args.epsilon,
+                                 clip=args.clip, noise_multiplier=args.noise_multiplier)
+    problems = validate_workflow(plan)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
     from trustmesh.runner.plan import COORDINATOR, compute_name, participant_name, plan_workflow
     from trustmesh.runner.session import RunSession
@@ -58,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
     doc = _load_doc(args.workflow)
     participants = args.participants or int(doc.get("expected_nodes", 3))
+    # Refuse a bad combination of options before any service starts (stand-in keys; the real ones come later).
+    _with_privacy(plan_workflow(doc, participants=participants, compute_nodes=args.compute_nodes,
+                                key_of=_stand_in_key, rounds=args.rounds, model=args.model,
+                                partition=args.partition, local_epochs=args.local_epochs,
+                                round_timeout=args.round_timeout), args)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = (args.runs_dir / run_id).resolve()
     stack = LocalStack(run_dir=run_dir, url=args.url, redis_url=args.redis, couchdb_url=args.couchdb,
@@ -72,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             partition=args.partition, local_epochs=args.local_epochs, round_timeout=args.round_timeout,
             workflow_id=workflow_id,
         )
+        plan = _with_privacy(plan, args)
         workflow_file = run_dir / "workflow.json"
         workflow_file.write_text(json.dumps(plan, indent=2) + "\n")
         if stack.fauxton_url:

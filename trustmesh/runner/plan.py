@@ -82,3 +82,38 @@ def plan_workflow(
     if workflow_id is not None:
         out["workflow_id"] = workflow_id
     return out
+
+
+DP_DEFAULTS = {"clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5}
+"""Used when ``--dp`` switches DP on and neither the file nor the command line gives a value."""
+
+
+def apply_privacy_options(doc: dict[str, Any], *, secure_aggregation: int | None = None, dp: str | None = None,
+                          epsilon: float | None = None, clip: float | None = None,
+                          noise_multiplier: float | None = None) -> dict[str, Any]:
+    """A copy of ``doc`` with the command line's privacy choices in its ``privacy`` section.
+
+    ``secure_aggregation``: the Shamir threshold (0 switches it off); ``dp``: none, client or sample,
+    with the budget ``epsilon`` and optionally the clip norm and noise multiplier.
+    """
+    out = copy.deepcopy(doc)
+    privacy = out.setdefault("privacy", {})
+    if secure_aggregation is not None:
+        if secure_aggregation < 0:
+            raise ConfigError("--secure-aggregation takes a threshold >= 2, or 0 to switch it off")
+        secagg = privacy.setdefault("secure_aggregation", {})
+        secagg.update({"enabled": secure_aggregation > 0, "threshold": secure_aggregation or None})
+    given = {"epsilon": epsilon, "clip": clip, "noise_multiplier": noise_multiplier}
+    if dp is None and any(v is not None for v in given.values()):
+        raise ConfigError("--epsilon, --clip and --noise-multiplier need --dp client or --dp sample")
+    if dp is not None:
+        section = privacy.setdefault("dp", {})
+        section["mode"] = dp
+        if dp != "none":
+            for name, default in DP_DEFAULTS.items():
+                if section.get(name) is None:
+                    section[name] = default
+            section.update({name: value for name, value in given.items() if value is not None})
+            if section.get("epsilon") is None:
+                raise ConfigError(f"--dp {dp} needs a privacy budget: --epsilon E")
+    return out
