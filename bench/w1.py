@@ -9,7 +9,7 @@ ledger's events, blocks, bytes on-chain and in Redis. The centralized baselines 
 same model and optimizer, 20 epochs over the 4,000 train digits) run in the same process afterwards.
 A table per configuration, then one JSON line.
 
-    python bench/w1.py [--configs mlp-iid,mlp-dirichlet,cnn-iid] [--rounds 20] [--participants 10]
+    python bench/w1.py [--configs mlp-iid,mlp-dirichlet,cnn-iid,mlp-iid-secagg] [--rounds 20] [--participants 10]
                        [--local-epochs 1] [--cnn-local-epochs 5] [--cnn-rounds N] [--compute-nodes 2]
 """
 from __future__ import annotations
@@ -55,6 +55,8 @@ CONFIGS = {
     "mlp-iid": {"model": "mlp", "partition": "iid", "prefix": "mlp_iid"},
     "mlp-dirichlet": {"model": "mlp", "partition": "dirichlet:0.5", "prefix": "mlp_dirichlet"},
     "cnn-iid": {"model": "cnn", "partition": "iid", "prefix": "cnn"},
+    # W1 MLP IID with secure aggregation (threshold: a majority of the participants)
+    "mlp-iid-secagg": {"model": "mlp", "partition": "iid", "prefix": "mlp_iid_secagg", "secure_aggregation": True},
 }
 ROUND_TIMEOUT = 900
 """Seconds a round may stay open: only matters if a participant is missing, which W1 never wants."""
@@ -65,7 +67,8 @@ def log(message: str) -> None:
 
 
 def w1_workflow(*, stack: LocalStack, model: str, partition: str, participants: int, rounds: int,
-                local_epochs: int, compute_nodes: int, workflow_id: str) -> dict[str, Any]:
+                local_epochs: int, compute_nodes: int, workflow_id: str,
+                secure_aggregation: bool = False) -> dict[str, Any]:
     """The example workflow pinned to W1: its optimizer, all participants every round, no gate."""
     doc = load_workflow(EXAMPLE)
     doc["local_training"].update({"lr": 0.05, "momentum": 0.0, "batch_size": 32, "fedprox_mu": 0.0})
@@ -76,6 +79,8 @@ def w1_workflow(*, stack: LocalStack, model: str, partition: str, participants: 
                          partition=partition, local_epochs=local_epochs, round_timeout=ROUND_TIMEOUT,
                          workflow_id=workflow_id)
     plan["federation_config"]["min_nodes_required"] = participants
+    if secure_aggregation:
+        plan["privacy"]["secure_aggregation"] = {"enabled": True, "threshold": participants // 2 + 1}
     return plan
 
 
@@ -125,7 +130,8 @@ def run_config(name: str, args: argparse.Namespace, runs_dir: Path) -> dict[str,
         chain = Chain(client=client, signer=new_signer())
         plan = w1_workflow(stack=stack, model=cfg["model"], partition=cfg["partition"],
                            participants=args.participants, rounds=rounds, local_epochs=epochs,
-                           compute_nodes=args.compute_nodes, workflow_id=workflow_id)
+                           compute_nodes=args.compute_nodes, workflow_id=workflow_id,
+                           secure_aggregation=bool(cfg.get("secure_aggregation")))
         workflow_file = stack.run_dir / "workflow.json"
         workflow_file.write_text(json.dumps(plan, indent=2) + "\n")
         events = EventLog(client=client, workflow_id=workflow_id).start()
@@ -333,6 +339,9 @@ def main() -> int:
             figures[f"centralized_{model}_train_s"] = round(baseline["train_seconds"], 2)
         figures["centralized_epochs"] = args.centralized_epochs
 
+    plain, masked = figures.get("mlp_iid_seconds_per_round_steady"), figures.get("mlp_iid_secagg_seconds_per_round_steady")
+    if plain and masked:
+        figures["secagg_round_ratio"] = round(masked / plain, 3)  # the same W1 round, with and without masks
     print("\ngoals")
     goals = goal_checks(figures, args)
     for text, ok in goals.items():
@@ -357,6 +366,8 @@ def goal_checks(figures: dict[str, Any], args: argparse.Namespace) -> dict[str, 
             (abs(central_cnn - cnn) <= 0.02) if cnn is not None and central_cnn is not None else None,
         f"framework overhead < 0.3 s a round at {args.participants} participants (MLP IID)":
             (overhead < 0.3) if overhead is not None else None,
+        f"secure aggregation at most doubles the round at {args.participants} participants (MLP IID, steady)":
+            (figures["secagg_round_ratio"] <= 2.0) if figures.get("secagg_round_ratio") is not None else None,
     }
 
 
