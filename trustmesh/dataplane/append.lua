@@ -3,7 +3,9 @@
 -- KEYS[1] the round's federated LIST   KEYS[2] the seen HASH (txn id -> list index)
 -- KEYS[3] the federation_state HASH (a mirror for dashboards; the chain stays the truth)
 -- ARGV[1] txn id   ARGV[2] record bytes   ARGV[3] expected_nodes   ARGV[4] now (block time)
--- Returns { 1 if appended now else 0, the record's list index, submissions seen so far }
+-- ARGV[5] seconds the round's keys live after its last append (0: forever)
+-- Returns { 1 if appended now else 0, the record's list index, submissions seen so far,
+--           how many of the three keys now expire }
 local index = redis.call('HGET', KEYS[2], ARGV[1])
 local appended = 0
 if index then
@@ -27,4 +29,15 @@ if (not status) or status == 'open' or status == 'collecting' then
   end
   redis.call('HSET', KEYS[3], 'status', status)
 end
-return { appended, index, submitted }
+-- The chain keeps every hash and CouchDB the models: a round's list, seen hash and mirror are
+-- caches, so they expire. pcall: a user not allowed EXPIRE still appends (the caller is told).
+local expiring = 0
+local ttl = tonumber(ARGV[5]) or 0
+if ttl > 0 then
+  for i = 1, 3 do
+    if type(redis.pcall('EXPIRE', KEYS[i], ttl)) == 'number' then
+      expiring = expiring + 1
+    end
+  end
+end
+return { appended, index, submitted, expiring }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from trustmesh.dataplane import keys
-from trustmesh.dataplane.append import AppendResult, append_submission, mirror_status
+from trustmesh.dataplane.append import AppendResult, append_submission, mirror_status, round_key_ttl
 from trustmesh.dataplane.client import DEFAULT_TIMEOUT, RedisClient, connect
 from trustmesh.dataplane.errors import BlobHashMismatch, mapped_errors
 from trustmesh.dataplane.records import RecordError, SubmissionRecord, sha512_hex
@@ -130,11 +130,20 @@ def _mirror_fields(status: str | None, expected_nodes: int | None, submitted_nod
     return {k: str(v) for k, v in fields.items() if v is not None}
 
 
-class RedisDataPlane:
-    """The data plane on a Redis server or Redis Cluster (``redis+cluster://`` or ``cluster=True``)."""
+_FROM_ENV = -1
 
-    def __init__(self, url: str, *, cluster: bool | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+
+class RedisDataPlane:
+    """The data plane on a Redis server or Redis Cluster (``redis+cluster://`` or ``cluster=True``).
+
+    ``round_ttl``: seconds a round's submission list, seen hash and mirror live after their last
+    write (None: forever; default ``TRUSTMESH_ROUND_KEY_TTL`` or 7 days, see ``round_key_ttl``).
+    """
+
+    def __init__(self, url: str, *, cluster: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 round_ttl: int | None = _FROM_ENV) -> None:
         self.client: RedisClient = connect(url, cluster=cluster, timeout=timeout)
+        self.round_ttl = round_key_ttl() if round_ttl == _FROM_ENV else round_ttl
 
     # ---------------------------------------------------------------- blobs
 
@@ -180,7 +189,7 @@ class RedisDataPlane:
     def append_submission(self, workflow_id: str, schedule_id: str, app_id: str, txn_id: str,
                           record_bytes: bytes, expected_nodes: int, now: int) -> AppendResult:
         return append_submission(self.client, workflow_id, schedule_id, app_id, txn_id, record_bytes,
-                                 expected_nodes, now)
+                                 expected_nodes, now, ttl=self.round_ttl)
 
     def read_submissions(self, workflow_id: str, schedule_id: str, app_id: str) -> list[SubmissionRecord]:
         key = keys.federated_list_key(workflow_id, schedule_id, app_id)
@@ -206,9 +215,11 @@ class RedisDataPlane:
                          round_start_time: int | None = None, **extra: str | int | float) -> None:
         fields = _mirror_fields(status, expected_nodes, submitted_nodes, round_start_time, extra)
         if fields:
+            key = keys.federation_state_key(workflow_id, schedule_id)
             with mapped_errors("write round mirror"):
-                self.client.hset(keys.federation_state_key(workflow_id, schedule_id),
-                                 mapping=dict(fields))  # type: ignore[arg-type]
+                self.client.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+                if self.round_ttl:
+                    self.client.expire(key, self.round_ttl)
 
     def get_round_mirror(self, workflow_id: str, schedule_id: str) -> RoundMirror | None:
         with mapped_errors("read round mirror"):
