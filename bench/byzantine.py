@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 ATTACKS = ("gaussian", "sign_flip", "scale")
-AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum")
+AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "cosine_trim")
 ORACLE = "honest_fedavg"  # not an aggregator: FedAvg over the honest updates only (the simulation knows them)
 PARTITIONS = ("iid", "dirichlet")
 CLIENTS = 10
@@ -32,7 +32,8 @@ CLIENTS = 10
 
 def agg_params(krum_f: int, trim_beta: float) -> dict[str, dict[str, Any]]:
     """Robust settings: by default sized for up to 3 attackers of 10 (trim 3 each end, f = 3)."""
-    return {"trimmed_mean": {"beta": trim_beta}, "krum": {"f": krum_f}, "multi_krum": {"f": krum_f}}
+    return {"trimmed_mean": {"beta": trim_beta}, "krum": {"f": krum_f}, "multi_krum": {"f": krum_f},
+            "cosine_trim": {"f": krum_f}}
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attacks", type=_csv, default=list(ATTACKS))
     parser.add_argument("--aggregators", type=_csv, default=list(AGGREGATORS))
     parser.add_argument("--partitions", type=_csv, default=list(PARTITIONS))
-    parser.add_argument("--krum-f", type=int, default=3, help="f for krum and multi_krum (3)")
+    parser.add_argument("--krum-f", type=int, default=3, help="f for krum, multi_krum and cosine_trim (3)")
     parser.add_argument("--trim-beta", type=float, default=0.3, help="beta for trimmed_mean (0.3)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (each uses one torch thread)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/byzantine.png"))

@@ -191,6 +191,7 @@ def test_robust_aggregators_stay_near_the_honest_mean(attack):
         "trimmed_mean": agg.trimmed_mean(rows, beta=0.2),
         "krum": agg.krum(rows, f=2)[0],
         "multi_krum": agg.multi_krum(rows, ones, f=2)[0],
+        "cosine_trim": agg.cosine_trim(rows, ones, f=2)[0],
     }
     for name, vec in results.items():
         err = np.linalg.norm(vec.astype(np.float64) - honest_mean)
@@ -295,6 +296,8 @@ def _all_outputs(m, workers: int = 1) -> list[bytes]:
         bits(agg.trimmed_mean(m, beta=0.1, workers=workers)),
         bits(agg.pairwise_sq_distances(m, workers=workers)),
         bits(agg.multi_krum(m, counts, f=2, workers=workers)[0]),
+        bits(agg.cosine_trim(m, counts, f=2, norm_cap=1.0, workers=workers)[0]),
+        bits(agg.dot_products(m, np.ascontiguousarray(m[1]))),
         bits(step[0]),
     ]
 
@@ -425,3 +428,64 @@ def test_krum_near_ties_fall_back_to_the_canonical_selection():
         for keep in (1, 3):
             assert agg.krum_select(m, f=1, m=keep) == agg.krum_select(m, f=1, m=keep, certify=False)
     assert fell_back > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Cosine trim
+
+
+def ref_dot(a: list[float], b: list[float], lanes: int = agg.SQSUM_LANES) -> float:
+    acc = [0.0] * lanes
+    for k, (x, y) in enumerate(zip(a, b, strict=True)):
+        acc[k % lanes] = acc[k % lanes] + x * y
+    total = 0.0
+    for v in acc:
+        total += v
+    return total
+
+
+def test_dot_products_match_slow_reference():
+    m = rand_matrix(5, 2 * agg.SQSUM_LANES + 301, seed=13)
+    ref = rand_matrix(1, m.shape[1], seed=14)[0]
+    expected = [ref_dot(row, ref.tolist()) for row in m.tolist()]
+    assert agg.dot_products(m, ref).tolist() == expected
+    assert agg.dot_products([r.copy() for r in m], ref).tolist() == expected
+    assert agg.dot_products(m, m[2])[2] == agg.sq_norm(m[2])
+    with pytest.raises(AggregationError):
+        agg.dot_products(m, ref.astype(np.float64))
+
+
+def test_cosine_trim_matches_a_slow_reference():
+    """Drop the f least aligned with the coordinate median, shrink overlong ones, weight by samples."""
+    rng = np.random.default_rng(15)
+    mu = rng.standard_normal(300)
+    m = (mu + 0.8 * rng.standard_normal((7, 300))).astype(np.float32)
+    m[2] = -m[2]  # sign-flipped: least aligned
+    m[5] = m[5] * np.float32(50.0)  # scaled: aligned, but shrunk to the median norm
+    counts = [10, 20, 30, 40, 50, 60, 70]
+    out, kept = agg.cosine_trim(m, counts, f=2, norm_cap=3.0)
+
+    rows = m.tolist()
+    norms = [math.sqrt(ref_sqsum(r)) for r in rows]
+    median = ref_order_stat(rows, None)
+    med_norm = math.sqrt(ref_sqsum(median.tolist()))
+    cos = [ref_dot(r, median.tolist()) / (nr * med_norm) for r, nr in zip(rows, norms, strict=True)]
+    expect_kept = sorted(sorted(range(7), key=lambda i: (cos[i], i))[2:])
+    assert kept == expect_kept and 2 not in kept and 5 in kept
+    typical = sorted(norms)[3]
+    shares = ref_shares([float(counts[i]) for i in kept])
+    coefs = [s * (typical / norms[i] if norms[i] > 3.0 * typical else 1.0) for s, i in zip(shares, kept, strict=True)]
+    assert coefs[kept.index(5)] < shares[kept.index(5)]
+    assert bits(out) == bits(ref_weighted_sum([rows[i] for i in kept], coefs))
+
+
+def test_cosine_trim_checks_its_settings():
+    m = rand_matrix(4, 10, seed=16)
+    with pytest.raises(AggregationError):
+        agg.cosine_trim(m, [1, 1, 1, 1], f=4)
+    with pytest.raises(AggregationError):
+        agg.cosine_trim(m, [1, 1, 1, 1], f=1, norm_cap=0.5)
+    with pytest.raises(AggregationError):
+        agg.cosine_trim(m, [1, 1, 1], f=1)
+    out, kept = agg.cosine_trim(np.zeros((3, 4), np.float32), [1, 2, 3], f=1)  # all zero: no division by 0
+    assert kept == [1, 2] and not out.any()

@@ -29,7 +29,8 @@ def flat(params: dict[str, np.ndarray]) -> np.ndarray:
 
 def test_registry_names():
     assert sorted(STRATEGIES) == sorted(
-        ["fedavg", "perffedavg", "median", "trimmed_mean", "krum", "multi_krum", "fedadam", "fedyogi"]
+        ["fedavg", "perffedavg", "median", "trimmed_mean", "krum", "multi_krum", "cosine_trim", "fedadam",
+         "fedyogi"]
     )
 
 
@@ -67,6 +68,11 @@ def test_strategies_delegate_to_the_canonical_math():
     kr = get_strategy("krum", f=1).aggregate(ups, counts)
     assert kr.selected is not None and len(kr.selected) == 1
     assert flat(kr.delta).tobytes() == mat[kr.selected[0]].tobytes()
+    ct = get_strategy("cosine_trim", f=9, norm_cap=2.0).aggregate(ups, counts)  # f clamped to n - 1
+    vec, kept = agg.cosine_trim(mat, counts, f=5, norm_cap=2.0)
+    assert ct.selected == tuple(kept) and flat(ct.delta).tobytes() == vec.tobytes()
+    with pytest.raises(ConfigError):
+        get_strategy("cosine_trim", norm_cap=0.5)
 
 
 def test_perffedavg_alpha_one_equals_fedavg_and_metrics_matter():

@@ -7,9 +7,10 @@ Everything whose output may be hashed follows one canonical, versioned arithmeti
 * Weighted sums: coefficients are float64; ``acc = 0.0`` then, for each update in order,
   ``acc = acc + (float64(x) * c)`` with two separate IEEE roundings (no fused multiply-add), then
   one cast to float32 (round to nearest even). Data shares are ``n_i / N`` with ``N`` summed in order.
-* Sums of squares (norms, Krum distances): element ``k`` of the flat vector falls in lane
-  ``k % SQSUM_LANES``; each lane accumulates its squares (float64) in increasing ``k``; the lanes
-  are then added in lane order.
+* Sums of squares and dot products (norms, Krum distances, cosines): element ``k`` of the flat
+  vector falls in lane ``k % SQSUM_LANES``; each lane accumulates its float64 terms in increasing
+  ``k``; the lanes are then added in lane order. Scalars derived from them (square roots, ratios,
+  medians of norms) are single IEEE operations on Python floats.
 * Order statistics (median, trimmed mean) sort each coordinate's values after turning -0.0 into
   +0.0; the kept values are summed in ascending order in float64, then divided and cast once.
 * Server optimizers (FedAdam, FedYogi) compute elementwise in float64 from float32 state and cast
@@ -53,11 +54,13 @@ __all__ = [
     "trimmed_mean",
     "sq_norm",
     "sq_norms",
+    "dot_products",
     "pairwise_sq_distances",
     "krum_scores",
     "krum_select",
     "krum",
     "multi_krum",
+    "cosine_trim",
     "adam_server_step",
     "yogi_server_step",
     "apply_aggregate",
@@ -411,6 +414,32 @@ def sq_norms(updates: Updates) -> np.ndarray:
     return np.array(totals, dtype=np.float64)
 
 
+def dot_products(updates: Updates, reference: np.ndarray) -> np.ndarray:
+    """Canonical ``x_i . reference`` of every update (float64, lanes as in ``sq_norms``).
+
+    A product of two float32 values is exact in float64, so only the lane sums round.
+    """
+    rows = _rows(updates)
+    ref = np.asarray(reference)
+    if ref.dtype != np.float32 or ref.shape != rows[0].shape:
+        raise AggregationError("the reference must be a float32 vector as long as the updates")
+    n, size = len(rows), rows[0].size
+    matrix = updates if isinstance(updates, np.ndarray) else None
+    lanes = np.zeros((n, SQSUM_LANES), dtype=np.float64)
+    prod = np.empty((n, SQSUM_LANES), dtype=np.float64)
+    ref64 = np.empty(SQSUM_LANES, dtype=np.float64)
+    for s, e in _blocks(size, SQSUM_LANES):
+        c = e - s
+        np.copyto(ref64[:c], ref[s:e])
+        if matrix is not None:
+            np.multiply(matrix[:, s:e], ref64[:c], out=prod[:, :c], dtype=np.float64)
+        else:
+            for j, row in enumerate(rows):
+                np.multiply(row[s:e], ref64[:c], out=prod[j, :c], dtype=np.float64)
+        np.add(lanes[:, :c], prod[:, :c], out=lanes[:, :c])
+    return _fold_lanes(lanes)
+
+
 def pairwise_sq_distances(updates: Updates, *, workers: int = 1) -> np.ndarray:
     """Canonical squared Euclidean distances ``[n, n]`` (float64, symmetric, zero diagonal).
 
@@ -586,6 +615,60 @@ def multi_krum(
         raise AggregationError(f"{len(rows)} updates but {len(counts)} sample counts")
     picked = [rows[i] for i in chosen]
     return weighted_sum(picked, data_shares([counts[i] for i in chosen]), workers=workers), chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Cosine trim: drop the updates least aligned with the coordinate-wise median
+
+
+def _median_of(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) * 0.5
+
+
+def cosine_trim(
+    updates: Updates,
+    num_samples: Sequence[float],
+    *,
+    f: int,
+    norm_cap: float = 3.0,
+    workers: int = 1,
+) -> tuple[np.ndarray, list[int]]:
+    """Sample-weighted mean after dropping the ``f`` updates least aligned with the coordinate median.
+
+    Made for non-IID data, where honest updates point in many directions and distance rules
+    (Krum) drop honest outliers: a sign-flipped or noise update has a low or negative cosine to
+    the coordinate-wise median (robust while f < n/2) and is dropped; an update longer than
+    ``norm_cap`` times the median norm (a scaled one) is shrunk to the median norm. Kept updates are
+    weighted by ``n_i / N_kept`` times that shrink factor. Canonical: norms, dot products and the
+    median follow the module's arithmetic; ties in cosine go to the lower index. Returns the
+    aggregate and the kept indices.
+    """
+    rows = _rows(updates)
+    n = len(rows)
+    if not 0 <= f < n:
+        raise AggregationError(f"cosine_trim needs 0 <= f < {n} (updates)")
+    if not (math.isfinite(norm_cap) and norm_cap >= 1.0):
+        raise AggregationError("cosine_trim needs a finite norm_cap >= 1")
+    counts = list(num_samples)
+    if len(counts) != n:
+        raise AggregationError(f"{n} updates but {len(counts)} sample counts")
+    norms = [math.sqrt(v) for v in sq_norms(rows).tolist()]
+    typical = _median_of(norms)
+    reference = coordinate_median(rows, workers=workers)
+    ref_norm = math.sqrt(sq_norm(reference))
+    cosines = [
+        d / (norm * ref_norm) if norm > 0.0 and ref_norm > 0.0 else 0.0
+        for d, norm in zip(dot_products(rows, reference).tolist(), norms, strict=True)
+    ]
+    kept = sorted(sorted(range(n), key=lambda i: (cosines[i], i))[f:])
+    shares = data_shares([counts[i] for i in kept]).tolist()
+    coefs = [
+        share * (typical / norms[i] if norms[i] > norm_cap * typical else 1.0)
+        for share, i in zip(shares, kept, strict=True)
+    ]
+    return weighted_sum([rows[i] for i in kept], coefs, workers=workers), kept
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = [
     "TrimmedMean",
     "Krum",
     "MultiKrum",
+    "CosineTrim",
     "FedAdam",
     "FedYogi",
     "STRATEGIES",
@@ -214,6 +215,27 @@ class MultiKrum(Krum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CosineTrim(Strategy):
+    """Drops the f updates least aligned with the coordinate median, caps norms, sample-weighted mean."""
+
+    name: ClassVar[str] = "cosine_trim"
+    robust: ClassVar[bool] = True
+    f: int = 1
+    norm_cap: float = 3.0  # longer than norm_cap x the median norm: shrunk to the median norm
+
+    def __post_init__(self) -> None:
+        if self.f < 0:
+            raise ConfigError("cosine_trim: f must be >= 0")
+        if not (math.isfinite(self.norm_cap) and self.norm_cap >= 1.0):
+            raise ConfigError("cosine_trim: norm_cap must be finite and >= 1")
+
+    def combine(self, matrix, weights, metrics, state, spec):  # type: ignore[no-untyped-def]
+        f = min(self.f, matrix.shape[0] - 1)
+        vec, kept = agg.cosine_trim(matrix, weights, f=f, norm_cap=self.norm_cap, workers=self.workers)
+        return vec, tuple(kept), None
+
+
+@dataclass(frozen=True, kw_only=True)
 class FedAdam(Strategy):
     """FedAdam (Reddi et al. 2021): the FedAvg delta is a pseudo-gradient for a server Adam step."""
 
@@ -252,7 +274,8 @@ class FedYogi(FedAdam):
 
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (FedAvg, PerfFedAvg, Median, TrimmedMean, Krum, MultiKrum, FedAdam, FedYogi)
+    cls.name: cls
+    for cls in (FedAvg, PerfFedAvg, Median, TrimmedMean, Krum, MultiKrum, CosineTrim, FedAdam, FedYogi)
 }
 
 
