@@ -152,7 +152,44 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-class LedgerClient:
+class SingleTransactions:
+    """``submit_transaction`` for any ledger with ``submit``: one signed transaction in its own batch."""
+
+    def submit(self, batches: Iterable[Batch], *, wait: float | None = 30.0) -> list[BatchStatus]:
+        raise NotImplementedError
+
+    def submit_transaction(
+        self,
+        signer: Signer,
+        family: str,
+        version: str,
+        payload: bytes,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        *,
+        dependencies: Sequence[str] = (),
+        wait: float | None = 30.0,
+    ) -> SubmittedTransaction:
+        """Sign one transaction, send it in its own batch, and wait as :meth:`submit` does."""
+        transaction = make_transaction(
+            signer,
+            family_name=family,
+            family_version=version,
+            payload=payload,
+            inputs=inputs,
+            outputs=outputs,
+            dependencies=dependencies,
+        )
+        batch = make_batch(signer, [transaction])
+        [status] = self.submit([batch], wait=wait)
+        return SubmittedTransaction(
+            transaction_id=transaction.header_signature,
+            batch_id=batch.header_signature,
+            status=status,
+        )
+
+
+class LedgerClient(SingleTransactions):
     """Client of one or more validators' component endpoints. Thread-safe; close it when done."""
 
     def __init__(self, *, urls: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -254,36 +291,6 @@ class LedgerClient:
                 return statuses
             if time.monotonic() >= deadline:
                 return statuses
-
-    def submit_transaction(
-        self,
-        signer: Signer,
-        family: str,
-        version: str,
-        payload: bytes,
-        inputs: Sequence[str],
-        outputs: Sequence[str],
-        *,
-        dependencies: Sequence[str] = (),
-        wait: float | None = 30.0,
-    ) -> SubmittedTransaction:
-        """Sign one transaction, send it in its own batch, and wait as :meth:`submit` does."""
-        transaction = make_transaction(
-            signer,
-            family_name=family,
-            family_version=version,
-            payload=payload,
-            inputs=inputs,
-            outputs=outputs,
-            dependencies=dependencies,
-        )
-        batch = make_batch(signer, [transaction])
-        [status] = self.submit([batch], wait=wait)
-        return SubmittedTransaction(
-            transaction_id=transaction.header_signature,
-            batch_id=batch.header_signature,
-            status=status,
-        )
 
     # -- state ---------------------------------------------------------------------------------
     def get_state(self, address: str) -> bytes | None:

@@ -24,7 +24,6 @@ from sawtooth_sdk.protobuf.processor_pb2 import TpProcessRequest
 from sawtooth_sdk.protobuf.state_context_pb2 import TpStateEntry
 from sawtooth_sdk.protobuf.transaction_pb2 import TransactionHeader
 from sawtooth_sdk.protobuf.transaction_receipt_pb2 import StateChange, StateChangeList
-from sawtooth_signing import Signer
 
 from trustmesh.contracts.blockinfo import (
     CONFIG_ADDRESS,
@@ -33,8 +32,7 @@ from trustmesh.contracts.blockinfo import (
     block_address,
 )
 from trustmesh.errors import LedgerError, TransactionRejected
-from trustmesh.ledger.batch import make_batch, make_transaction
-from trustmesh.ledger.client import BatchInvalid, BatchStatus, SubmittedTransaction
+from trustmesh.ledger.client import BatchInvalid, BatchStatus, SingleTransactions
 from trustmesh.ledger.client import InvalidTransaction as InvalidTxnInfo
 from trustmesh.ledger.events import BLOCK_COMMIT, attribute, event_matches
 from trustmesh.ledger.keys import verify
@@ -105,7 +103,7 @@ class _Block:
     events: list[Event] = field(default_factory=list)
 
 
-class MemoryLedger:
+class MemoryLedger(SingleTransactions):
     """A ledger in a dict, driven like :class:`~trustmesh.ledger.client.LedgerClient`."""
 
     urls = ("memory://",)
@@ -153,26 +151,6 @@ class MemoryLedger:
     ) -> list[BatchStatus]:
         with self._lock:
             return [self._statuses.get(b, BatchStatus(batch_id=b, status="UNKNOWN")) for b in batch_ids]
-
-    def submit_transaction(
-        self,
-        signer: Signer,
-        family: str,
-        version: str,
-        payload: bytes,
-        inputs: Sequence[str],
-        outputs: Sequence[str],
-        *,
-        dependencies: Sequence[str] = (),
-        wait: float | None = 30.0,
-    ) -> SubmittedTransaction:
-        txn = make_transaction(
-            signer, family_name=family, family_version=version, payload=payload, inputs=inputs,
-            outputs=outputs, dependencies=dependencies,
-        )
-        batch = make_batch(signer, [txn])
-        [status] = self.submit([batch], wait=wait)
-        return SubmittedTransaction(transaction_id=txn.header_signature, batch_id=batch.header_signature, status=status)
 
     def get_state(self, address: str) -> bytes | None:
         with self._lock:
