@@ -98,6 +98,13 @@ def _phase_event(sec: SecAggRecord, record: RoundRecord) -> Event:
                  data=encode_record(sec))
 
 
+def _acted(sec: SecAggRecord, signer: str) -> Event:
+    """One participant did its part of the current phase (wakes whoever ends the phase)."""
+    return Event(event_type="federation/secagg-acted",
+                 attributes=(("workflow_id", sec.workflow_id), ("round", str(sec.round)), ("phase", sec.phase),
+                             ("signer", signer)))
+
+
 def _save(sec: SecAggRecord, *events: Event) -> Outcome:
     return Outcome(changes={secagg_address(sec.workflow_id, sec.round): encode_record(sec)}, events=list(events))
 
@@ -123,7 +130,7 @@ def secagg_advertise(view: StateView, signer: str, payload: SecAggAdvertise) -> 
     keys = SecAggKeys(enc_public=payload.enc_public, mask_public=payload.mask_public,
                       seed_commitment=payload.seed_commitment)
     sec = dataclasses.replace(sec, keys={**sec.keys, signer: keys})
-    return _save(sec)
+    return _save(sec, _acted(sec, signer))
 
 
 def secagg_shares(view: StateView, signer: str, payload: SecAggShares) -> Outcome:
@@ -137,7 +144,8 @@ def secagg_shares(view: StateView, signer: str, payload: SecAggShares) -> Outcom
     if mine.bundle_hash is not None:
         raise RuleViolation(f"{short(signer)} already recorded its shares for round {sec.round}")
     keys = {**sec.keys, signer: dataclasses.replace(mine, bundle_hash=payload.bundle_hash)}
-    return _save(dataclasses.replace(sec, keys=keys))
+    sec = dataclasses.replace(sec, keys=keys)
+    return _save(sec, _acted(sec, signer))
 
 
 def secagg_reveal(view: StateView, signer: str, payload: SecAggReveal) -> Outcome:
@@ -157,7 +165,8 @@ def secagg_reveal(view: StateView, signer: str, payload: SecAggReveal) -> Outcom
     if wrong_key:
         raise RuleViolation(f"mask-key share of {short(wrong_key[0])} refused: it did not drop out")
     revealed = SecAggRevealed(seed_shares=dict(payload.seed_shares), key_shares=dict(payload.key_shares))
-    return _save(dataclasses.replace(sec, reveals={**sec.reveals, signer: revealed}))
+    sec = dataclasses.replace(sec, reveals={**sec.reveals, signer: revealed})
+    return _save(sec, _acted(sec, signer))
 
 
 def secagg_advance(view: StateView, signer: str, payload: SecAggAdvance) -> Outcome:

@@ -92,6 +92,9 @@ def test_advertise_records_keys_once_and_only_fresh_ones(ledger):
     ledger.open(1)
     advertise(ledger, P1)
     assert set(secagg(ledger).keys) == {P1}
+    acted = ledger.events[-1]
+    assert acted.event_type == "federation/secagg-acted"
+    assert (acted.attribute("phase"), acted.attribute("signer")) == ("advertise", P1)
     with pytest.raises(RuleViolation, match="already advertised"):
         advertise(ledger, P1)
     with pytest.raises(RuleViolation, match="already in the round's roster"):
