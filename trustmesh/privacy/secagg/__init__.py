@@ -1,7 +1,9 @@
-"""Secure aggregation by pairwise masks with Shamir-shared secrets (Bonawitz et al., CCS 2017).
+"""Secure aggregation by pairwise masks with Shamir-shared secrets (Bonawitz et al., CCS 2017), over
+the complete graph or a sparse SecAgg+ neighbour graph (Bell et al., CCS 2020).
 
 The aggregator learns only the sum of the survivors' quantized, pre-weighted, self-clipped deltas.
 """
+from trustmesh.privacy.secagg.graph import neighbour_graph, recommended_degree
 from trustmesh.privacy.secagg.messages import (
     PublicKeys,
     Reveal,
@@ -20,5 +22,7 @@ __all__ = [
     "Server",
     "decode_masked_input",
     "encode_masked_input",
+    "neighbour_graph",
+    "recommended_degree",
     "weighted_mean",
 ]

@@ -17,16 +17,27 @@ from trustmesh.privacy.secagg.messages import (
     encode_envelope,
 )
 from trustmesh.privacy.secagg.ring import RingQuantizer
-from trustmesh.privacy.secagg.roster import add_pairwise_mask, check_roster, share_context, share_indices
+from trustmesh.privacy.secagg.roster import (
+    add_pairwise_mask,
+    check_roster,
+    roster_graph,
+    share_context,
+    share_indices,
+)
 
 
 class Participant:
-    """Phases: advertise -> share_keys -> masked_input -> unmask_reveal. Holds its secrets in memory only."""
+    """Phases: advertise -> share_keys -> masked_input -> unmask_reveal. Holds its secrets in memory only.
 
-    def __init__(self, *, participant_id: str, threshold: int, round_id: str,
+    ``neighbours`` = k of the SecAgg+ neighbour graph (None: everyone is a neighbour). Shares, pairwise
+    masks and reveals involve only this participant's neighbours; t counts its own share.
+    """
+
+    def __init__(self, *, participant_id: str, threshold: int, round_id: str, neighbours: int | None = None,
                  quantizer: RingQuantizer | None = None, rng: np.random.Generator | None = None) -> None:
         self.participant_id = participant_id
         self.threshold = threshold
+        self.neighbours = neighbours
         self.round_id = round_id
         self.quantizer = quantizer or RingQuantizer()
         self._rng = rng or np.random.default_rng()
@@ -38,6 +49,7 @@ class Participant:
         self._roster: dict[str, PublicKeys] = {}
         self._own_shares: tuple[Share, Share] | None = None
         self._members: frozenset[str] = frozenset()
+        self._peers: frozenset[str] = frozenset()  # neighbours in the round's graph
         self._revealed: dict[str, str] = {}  # peer -> "seed" | "key", for the whole round
         self._submitted: tuple[bytes, np.ndarray] | None = None  # (digest of the input, masked input)
 
@@ -49,14 +61,18 @@ class Participant:
                           seed_commitment=crypto.commit(self._seed))
 
     def share_keys(self, roster: Mapping[str, PublicKeys]) -> dict[str, bytes]:
-        """Phase 1: Shamir-share the self-mask and mask-key seeds; one AES-GCM envelope per other participant."""
+        """Phase 1: Shamir-share the self-mask and mask-key seeds; one AES-GCM envelope per neighbour."""
         if roster.get(self.participant_id) != self.advertise():
             raise SecAggMessageInvalid("the roster does not hold this participant's own keys")
         check_roster(roster, self.threshold)
+        self._peers = roster_graph(roster, self.threshold, self.neighbours,
+                                   round_id=self.round_id)[self.participant_id]
         self._roster = dict(roster)
         self._members = frozenset(roster)
-        indices = share_indices(roster)
-        seed_split, key_split = shamir.split_many([self._seed, self._mask_seed], self.threshold, len(roster))
+        indices = {pid: x for pid, x in share_indices(roster).items()
+                   if pid in self._peers or pid == self.participant_id}
+        seed_split, key_split = shamir.split_many([self._seed, self._mask_seed], self.threshold,
+                                                  sorted(indices.values()))
         seed_shares, key_shares = dict(seed_split), dict(key_split)
         envelopes: dict[str, bytes] = {}
         for recipient, index in indices.items():
@@ -95,12 +111,14 @@ class Participant:
                 raise SecAggFailed("members must include this participant and lie within the roster")
             if len(chosen) < self.threshold:
                 raise SecAggFailed("fewer than t members delivered their shares")
+            if len(chosen & (self._peers | {self.participant_id})) < self.threshold:
+                raise SecAggFailed("fewer than t of this participant's neighbourhood delivered their shares")
             self._members = chosen
         vector = np.asarray(delta_vector, dtype=np.float64).ravel() * float(weight)
         total = self.quantizer.encode(vector, participants=len(self._members), rng=self._rng)
         pad = crypto.MaskPad(total.size)
         pad.add(total, self._seed)
-        for peer in sorted(self._members - {self.participant_id}):
+        for peer in sorted(self._members & self._peers):
             add_pairwise_mask(total, pad, self._mask_key, self._roster[peer].mask_public, round_id=self.round_id,
                               me=self.participant_id, peer=peer)
         self._submitted = (digest, total.copy())
@@ -108,7 +126,7 @@ class Participant:
 
     def unmask_reveal(self, survivors: Collection[str], dropped: Collection[str],
                       ciphertexts_for_me: Mapping[str, bytes]) -> Reveal:
-        """Phase 3: for each peer reveal the seed share (survivor) or the mask-key share (dropped), never both."""
+        """Phase 3: for each neighbour reveal the seed share (survivor) or the mask-key share (dropped), never both."""
         if self._own_shares is None or self._submitted is None:
             raise RevealRefused("this participant produced no masked input this round; it reveals nothing")
         alive, gone = frozenset(survivors), frozenset(dropped)
@@ -130,7 +148,7 @@ class Participant:
         held: dict[str, tuple[Share, Share]] = {self.participant_id: self._own_shares}
         unreadable: list[str] = []
         for sender, envelope in ciphertexts_for_me.items():
-            if sender not in self._members or sender == self.participant_id:
+            if sender not in self._members or sender not in self._peers:
                 continue
             try:
                 context = share_context(self.round_id, sender, self.participant_id)

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from trustmesh.privacy.errors import PrivacyConfigError, SecAggMessageInvalid
 from trustmesh.privacy.secagg.crypto import PRG_KEY_BYTES, MaskPad, derive_key
+from trustmesh.privacy.secagg.graph import graph_degree, neighbour_graph
 from trustmesh.privacy.secagg.messages import PublicKeys
 
 
@@ -27,6 +28,20 @@ def check_roster(roster: Mapping[str, PublicKeys], threshold: int) -> None:
     if not 2 <= threshold <= len(roster):
         raise PrivacyConfigError(f"threshold must be in [2, {len(roster)}] for {len(roster)} participants, "
                                  f"got {threshold}")
+
+
+def roster_graph(roster: Mapping[str, PublicKeys], threshold: int, neighbours: int | None, *,
+                 round_id: str) -> dict[str, frozenset[str]]:
+    """The round's neighbour graph over the roster; t counts the owner's own share, so t <= degree + 1."""
+    try:
+        graph = neighbour_graph(roster, neighbours, context=round_id)
+    except ValueError as exc:
+        raise PrivacyConfigError(str(exc)) from exc
+    degree = graph_degree(graph)
+    if threshold > degree + 1:
+        raise PrivacyConfigError(f"threshold {threshold} exceeds a neighbourhood of {degree + 1} (degree {degree} "
+                                 "plus the owner): no secret could be rebuilt")
+    return graph
 
 
 def pair_context(round_id: str, a: str, b: str) -> bytes:

@@ -10,18 +10,24 @@ from trustmesh.privacy.errors import SecAggFailed
 from trustmesh.privacy.secagg import crypto, shamir
 from trustmesh.privacy.secagg.messages import PublicKeys, Reveal, Share
 from trustmesh.privacy.secagg.ring import RingQuantizer
-from trustmesh.privacy.secagg.roster import add_pairwise_mask, check_roster, share_indices
+from trustmesh.privacy.secagg.roster import add_pairwise_mask, check_roster, roster_graph, share_indices
 
 
 class Server:
-    """Learns only the sum of the survivors' pre-weighted inputs (plus what the quantization step hides)."""
+    """Learns only the sum of the survivors' pre-weighted inputs (plus what the quantization step hides).
+
+    ``neighbours`` = k of the SecAgg+ graph (None: complete): a dropped member's masks are removed with
+    its surviving neighbours only, and each secret is rebuilt from t shares of its owner's neighbourhood.
+    """
 
     def __init__(self, *, roster: Mapping[str, PublicKeys], threshold: int, round_id: str,
-                 quantizer: RingQuantizer | None = None, members: Collection[str] | None = None) -> None:
+                 neighbours: int | None = None, quantizer: RingQuantizer | None = None,
+                 members: Collection[str] | None = None) -> None:
         check_roster(roster, threshold)
         self.roster = dict(roster)
         self.threshold = threshold
         self.round_id = round_id
+        self.graph = roster_graph(roster, threshold, neighbours, round_id=round_id)
         self.quantizer = quantizer or RingQuantizer()
         self.members = frozenset(roster if members is None else members)
         if not self.members <= frozenset(roster):
@@ -65,7 +71,7 @@ class Server:
             mask_key = crypto.mask_key_from_seed(mask_seed, round_id=self.round_id, participant_id=gone)
             if crypto.public_bytes(mask_key) != self.roster[gone].mask_public:
                 raise SecAggFailed(f"recovered mask key of {gone!r} does not match its public key")
-            for pid in sorted(survivors):
+            for pid in sorted(survivors & self.graph[gone]):
                 # pid added the mask with pid's sign; the same mask seen from `gone` has the opposite sign.
                 add_pairwise_mask(total, pad, mask_key, self.roster[pid].mask_public, round_id=self.round_id,
                                   me=gone, peer=pid)
@@ -88,16 +94,19 @@ class Server:
         return {owner: recovered[owner] for owner in owners}
 
     def _shares(self, reveals: Mapping[str, Reveal], owner: str, *, kind: str) -> list[Share]:
-        """Exactly t shares of ``owner``'s secret, each at its revealer's own index (lowest indices first)."""
+        """Exactly t shares of ``owner``'s secret from its neighbourhood, each at its revealer's own index
+        (lowest indices first)."""
         found: list[Share] = []
-        for revealer in sorted(reveals, key=self._indices.__getitem__):
+        neighbourhood = self.graph[owner] | {owner}
+        for revealer in sorted(set(reveals) & neighbourhood, key=self._indices.__getitem__):
             table = reveals[revealer].seed_shares if kind == "seed" else reveals[revealer].key_shares
             share = table.get(owner)
             if share is not None and share[0] == self._indices[revealer]:
                 found.append(share)
             if len(found) == self.threshold:
                 return found
-        raise SecAggFailed(f"fewer than t shares of {owner!r}'s {'seed' if kind == 'seed' else 'mask key'}")
+        raise SecAggFailed(f"fewer than t shares of the {'self-mask seed' if kind == 'seed' else 'mask key'} of "
+                           f"{owner!r} ({len(found)} of {self.threshold} from its neighbourhood)")
 
 
 def weighted_mean(total: np.ndarray, survivor_weights: Collection[float]) -> np.ndarray:
