@@ -79,11 +79,16 @@ class DPSpec(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class SecureAggregationSpec(Record):
-    """Pairwise-mask secure aggregation and its Shamir threshold."""
+    """Pairwise-mask secure aggregation: its Shamir threshold and the SecAgg+ neighbour degree k.
+
+    ``neighbours`` None is the complete graph (everyone masks with everyone); k makes each participant
+    share secrets and masks with about k neighbours only, and t then counts within a neighbourhood.
+    """
 
     enabled: bool
     threshold: Annotated[int, Range(2, MAX_PARTICIPANTS)] | None = None
     phase_timeout: Seconds = 15
+    neighbours: Annotated[int, Range(2, MAX_PARTICIPANTS)] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -493,7 +498,8 @@ class SecAggRecord(Record):
 
     roster = the participants that advertised (fixed when ``advertise`` ends); members = those that
     also sent their shares (fixed when ``share`` ends); survivors = members that submitted a masked
-    input (fixed by ``close_round``); dropped = members - survivors.
+    input (fixed by ``close_round``); dropped = members - survivors. ``neighbours`` is the workflow's
+    SecAgg+ degree k when the round opened (None = complete graph); the graph is over the roster.
     """
 
     schema_version: Version
@@ -507,6 +513,7 @@ class SecAggRecord(Record):
     survivors: Participants = ()
     reveals: Annotated[dict[PublicKey, SecAggRevealed], Len(0, MAX_PARTICIPANTS)] = field(default_factory=dict)
     failure: Annotated[str, Len(1, 200)] | None = None
+    neighbours: Annotated[int, Range(2, MAX_PARTICIPANTS)] | None = None
 
     @property
     def dropped(self) -> tuple[str, ...]:

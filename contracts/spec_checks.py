@@ -55,6 +55,18 @@ def spec_problems(spec: WorkflowSpec, *, participants: int, compute_nodes: int) 
                 f"privacy.secure_aggregation.threshold: {secagg.threshold} exceeds expected_nodes "
                 f"{spec.expected_nodes}"
             )
+        k = secagg.neighbours
+        if k is not None:
+            if k >= spec.expected_nodes:
+                problems.append(
+                    f"privacy.secure_aggregation.neighbours: {k} must be below expected_nodes "
+                    f"{spec.expected_nodes} (use null for the complete graph)"
+                )
+            elif secagg.threshold is not None and secagg.threshold > k + 1:
+                problems.append(
+                    f"privacy.secure_aggregation.threshold: {secagg.threshold} exceeds a neighbourhood of "
+                    f"{k + 1} (neighbours {k} plus the owner)"
+                )
     dp = spec.privacy.dp
     if dp.mode != "none":
         for name in ("clip", "noise_multiplier", "epsilon", "delta"):

@@ -76,7 +76,8 @@ class SecAggRounds:
         return None
 
     def _advertise(self, workflow: WorkflowRecord, record: RoundRecord, sec: SecAggRecord) -> None:
-        client = SecAggClient(participant_id=self.me, threshold=sec.threshold, quantizer=protocol.QUANTIZER,
+        client = SecAggClient(participant_id=self.me, threshold=sec.threshold, neighbours=sec.neighbours,
+                              quantizer=protocol.QUANTIZER,
                               round_id=protocol.round_context(workflow.workflow_id, record.schedule_id))
         self._rounds[record.round] = _RoundState(client=client)
         keys = client.advertise()
@@ -91,7 +92,8 @@ class SecAggRounds:
         self.node.dataplane.put_update_blob(workflow.workflow_id, record.schedule_id, digest, bundle, ttl=BUNDLE_TTL)
         self.node.chain.act("secagg_shares", workflow_id=workflow.workflow_id, round=record.round, bundle_hash=digest)
         state.shared = True
-        LOGGER.info("round %s: handed out %d encrypted share envelopes", record.round, len(envelopes))
+        LOGGER.info("round %s: handed out %d encrypted share envelopes (neighbours: %s)", record.round,
+                    len(envelopes), "all" if sec.neighbours is None else sec.neighbours)
         try:
             state.trained = self.node.train_update(workflow, record)  # train while the others share
         except TrustMeshError as exc:
@@ -120,9 +122,10 @@ class SecAggRounds:
 
     def _reveal(self, workflow: WorkflowRecord, record: RoundRecord, sec: SecAggRecord, state: _RoundState) -> None:
         envelopes: dict[str, bytes] = {}
-        for sender in sec.members:
+        neighbours = protocol.neighbours_of(sec, record.schedule_id, self.me)  # only they sent this node shares
+        for sender in sorted(neighbours & set(sec.members)):
             bundle_hash = sec.keys[sender].bundle_hash
-            if sender == self.me or bundle_hash is None:
+            if bundle_hash is None:
                 continue
             fetched = self.node.dataplane.fetch_update_blob(workflow.workflow_id, record.schedule_id, bundle_hash)
             if fetched.data is None:

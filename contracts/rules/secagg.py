@@ -13,11 +13,23 @@ A secure-aggregation round is ``open`` through three phases and ``unmasking`` th
 ``secagg_advance`` ends a key or reveal phase once everyone acted or its block-time deadline
 passed; a phase that ends with fewer than ``threshold`` participants fails the round with that
 reason. Everything here is a pure function of state and block time.
+
+With a SecAgg+ neighbour graph (``neighbours`` k), a reveal may carry only shares of the revealer's
+neighbours (and its own), and a round fails on-chain when some member's neighbourhood cannot give t
+shares: at ``close_round`` counting survivors, at the end of ``unmask`` counting the revealed shares.
+The graph is the library's own pure function (``trustmesh/privacy/secagg/graph.py``, hashlib only),
+loaded from its file so that the TPs do not import the privacy package (dp-accounting, cryptography).
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import cast
 
+import trustmesh
 from trustmesh.contracts.addresses import round_address, secagg_address, workflow_address
 from trustmesh.contracts.errors import RuleViolation
 from trustmesh.contracts.records import (
@@ -50,6 +62,7 @@ from trustmesh.contracts.view import StateView, block_time
 
 __all__ = [
     "close_secagg",
+    "graph_of",
     "load_secagg",
     "opening_record",
     "require_member",
@@ -59,6 +72,43 @@ __all__ = [
     "secagg_reveal",
     "secagg_shares",
 ]
+
+
+GraphFunction = Callable[..., dict[str, frozenset[str]]]
+
+
+def _graph_functions() -> tuple[GraphFunction, Callable[[str, str], str]]:
+    """``neighbour_graph`` and ``round_context`` of trustmesh/privacy/secagg/graph.py, without its package."""
+    loaded = sys.modules.get("trustmesh.privacy.secagg.graph")
+    if loaded is None:
+        path = Path(trustmesh.__file__).parent / "privacy" / "secagg" / "graph.py"
+        spec = importlib.util.spec_from_file_location("trustmesh.contracts.rules._secagg_graph", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load the neighbour graph from {path}")
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+    return cast(GraphFunction, loaded.neighbour_graph), cast(Callable[[str, str], str], loaded.round_context)
+
+
+neighbour_graph, round_context = _graph_functions()
+
+
+def graph_of(sec: SecAggRecord, schedule_id: str) -> dict[str, frozenset[str]] | None:
+    """The round's SecAgg+ neighbour graph over the roster, or None for the complete graph."""
+    if sec.neighbours is None:
+        return None
+    return neighbour_graph(sec.keys, sec.neighbours, context=round_context(sec.workflow_id, schedule_id))
+
+
+def _short_neighbourhood(sec: SecAggRecord, graph: dict[str, frozenset[str]] | None,
+                         holders: Callable[[str], Iterable[str]]) -> tuple[str, int] | None:
+    """The first member (sorted) whose secret fewer than t holders can rebuild, with their count."""
+    for owner in sorted(sec.members):
+        neighbourhood = (graph[owner] if graph is not None else frozenset(sec.members)) | {owner}
+        count = len(neighbourhood & set(holders(owner)))
+        if count < sec.threshold:
+            return owner, count
+    return None
 
 
 def secagg_of(workflow: WorkflowRecord) -> SecureAggregationSpec | None:
@@ -74,7 +124,8 @@ def opening_record(workflow: WorkflowRecord, round_no: int, now: int) -> SecAggR
         return None
     assert spec.threshold is not None  # register_workflow refuses secure aggregation without one
     return SecAggRecord(schema_version=SCHEMA_VERSION, workflow_id=workflow.workflow_id, round=round_no,
-                        threshold=spec.threshold, phase="advertise", phase_deadline=now + spec.phase_timeout)
+                        threshold=spec.threshold, phase="advertise", phase_deadline=now + spec.phase_timeout,
+                        neighbours=spec.neighbours)
 
 
 def load_secagg(view: StateView, workflow_id: str, round_no: int) -> SecAggRecord:
@@ -164,6 +215,11 @@ def secagg_reveal(view: StateView, signer: str, payload: SecAggReveal) -> Outcom
     wrong_key = sorted(set(payload.key_shares) - dropped)
     if wrong_key:
         raise RuleViolation(f"mask-key share of {short(wrong_key[0])} refused: it did not drop out")
+    graph = graph_of(sec, record.schedule_id)
+    if graph is not None:
+        strangers = sorted((set(payload.seed_shares) | set(payload.key_shares)) - graph[signer] - {signer})
+        if strangers:
+            raise RuleViolation(f"share of {short(strangers[0])} refused: it is not a neighbour of {short(signer)}")
     revealed = SecAggRevealed(seed_shares=dict(payload.seed_shares), key_shares=dict(payload.key_shares))
     sec = dataclasses.replace(sec, reveals={**sec.reveals, signer: revealed})
     return _save(sec, _acted(sec, signer))
@@ -206,6 +262,18 @@ def secagg_advance(view: StateView, signer: str, payload: SecAggAdvance) -> Outc
         if len(sec.reveals) < sec.threshold:
             return _fail(workflow, record, sec, now, f"{len(sec.reveals)} survivor(s) revealed their shares, "
                                                      f"fewer than the threshold {sec.threshold}")
+        survivors = set(sec.survivors)
+
+        def revealed(owner: str) -> list[str]:
+            return [pid for pid, r in sec.reveals.items()
+                    if owner in (r.seed_shares if owner in survivors else r.key_shares)]
+
+        short_of = _short_neighbourhood(sec, graph_of(sec, record.schedule_id), revealed)
+        if short_of is not None:
+            owner, count = short_of
+            secret = "self-mask seed" if owner in survivors else "mask key"
+            return _fail(workflow, record, sec, now, f"{count} share(s) of the {secret} of {short(owner)} were "
+                                                     f"revealed, fewer than the threshold {sec.threshold}")
         sec = dataclasses.replace(sec, phase="complete")
         record = advance(record, "ready")
         outcome = _save(sec, _phase_event(sec, record))
@@ -231,6 +299,14 @@ def close_secagg(workflow: WorkflowRecord, record: RoundRecord, sec: SecAggRecor
     if len(survivors) < needed:
         return _fail(workflow, record, sec, now, f"{len(survivors)} survivor(s) submitted a masked input, fewer "
                                                  f"than the {needed} required (threshold {sec.threshold})",
+                     submitted=len(survivors))
+    graph = graph_of(sec, record.schedule_id)
+    short_of = _short_neighbourhood(sec, graph, lambda _owner: survivors)
+    if short_of is not None:
+        owner, count = short_of
+        who = "survivor" if owner in survivors else "dropped member"
+        return _fail(workflow, record, sec, now, f"{who} {short(owner)} has {count} survivor(s) in its "
+                                                 f"neighbourhood, fewer than the threshold {sec.threshold}",
                      submitted=len(survivors))
     spec = secagg_of(workflow)
     sec = dataclasses.replace(sec, phase="unmask", survivors=survivors,

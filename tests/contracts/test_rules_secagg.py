@@ -1,13 +1,18 @@
 """Secure-aggregation phases on-chain: advertise, share, input, unmask — effects and every refusal."""
 import hashlib
+import subprocess
+import sys
 
 import pytest
-from contracts_harness import C1, COORD, OUTSIDER, P1, P2, P3, WF, Ledger, action, spec, submission
+from contracts_harness import C1, COORD, OUTSIDER, P1, P2, P3, WF, Ledger, action, key, spec, submission
 
 from trustmesh.contracts.addresses import secagg_address
 from trustmesh.contracts.errors import RuleViolation
 from trustmesh.contracts.records import SecAggRecord
 from trustmesh.contracts.rules.common import read_record
+from trustmesh.contracts.rules.secagg import graph_of
+from trustmesh.privacy import secagg_round
+from trustmesh.privacy.secagg.graph import neighbour_graph
 
 THRESHOLD = 2
 TIMEOUT = 10
@@ -235,3 +240,134 @@ def test_secure_aggregation_refuses_aggregators_that_need_single_updates():
     ledger = Ledger(now=1_000)
     with pytest.raises(RuleViolation, match="perffedavg.*secure aggregation supports fedadam, fedavg, fedyogi"):
         ledger.register(spec=secure_spec(aggregation={"name": "perffedavg", "params": {}, "norm_bound": None}))
+
+
+# ---------------------------------------------------------------- SecAgg+ neighbour graph
+
+MANY = [key(f"p{i}") for i in range(1, 7)]  # P1, P2, P3 and three more
+
+
+def sparse_ledger(threshold=2, neighbours=2) -> Ledger:
+    ledger = Ledger(now=1_000)
+    privacy = {
+        "dp": {"mode": "none", "clip": None, "noise_multiplier": None, "epsilon": None, "delta": None},
+        "secure_aggregation": {"enabled": True, "threshold": threshold, "phase_timeout": TIMEOUT,
+                               "neighbours": neighbours},
+    }
+    ledger.register(spec=spec(privacy=privacy, expected_nodes=6), participants=MANY)
+    return ledger
+
+
+def sparse_to_unmask(ledger, survivors) -> tuple[str, dict[str, frozenset[str]]]:
+    sid = ledger.open(1)
+    for signer in MANY:
+        advertise(ledger, signer)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    for signer in MANY:
+        share(ledger, signer)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    graph = graph_of(secagg(ledger), sid)
+    assert graph is not None
+    ledger.submit_all(1, sid, tuple(survivors))
+    ledger.advance(61)
+    ledger.fed(C1, action("close_round", round=1))
+    return sid, graph
+
+
+def ring_order(graph) -> list[str]:
+    """The members in the order of the ring a degree-2 graph forms."""
+    order = [min(graph)]
+    while len(order) < len(graph):
+        order.append(min(graph[order[-1]] - set(order[-2:])))
+    return order
+
+
+def test_the_chain_computes_the_libraries_graph():
+    ledger = sparse_ledger()
+    sid = ledger.open(1)
+    for signer in MANY:
+        advertise(ledger, signer)
+    record = secagg(ledger)
+    assert record.neighbours == 2
+    expected = neighbour_graph(MANY, 2, context=secagg_round.round_context(WF, sid))
+    assert graph_of(record, sid) == expected
+    assert all(len(peers) == 2 for peers in expected.values())
+
+
+def test_contracts_load_the_graph_without_importing_the_privacy_package():
+    code = ("import sys; from trustmesh.contracts.rules import secagg as rules; "
+            "g = rules.neighbour_graph([f'n{i}' for i in range(20)], 4, context=rules.round_context('wf', 's')); "
+            "print(sorted((k, sorted(v)) for k, v in g.items())); "
+            "print(any(m.startswith('trustmesh.privacy') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    library = neighbour_graph([f"n{i}" for i in range(20)], 4, context=secagg_round.round_context("wf", "s"))
+    assert out[0] == str(sorted((k, sorted(v)) for k, v in library.items()))
+    assert out[1] == "False"
+
+
+def test_reveal_carries_shares_of_the_revealers_neighbours_only():
+    ledger = sparse_ledger()
+    _, graph = sparse_to_unmask(ledger, survivors=MANY)
+    revealer = MANY[0]
+    stranger = next(pid for pid in MANY if pid != revealer and pid not in graph[revealer])
+    with pytest.raises(RuleViolation, match="is not a neighbour of"):
+        ledger.fed(revealer, action("secagg_reveal", round=1, seed_shares=share_table(revealer, stranger),
+                                    key_shares={}))
+    ledger.fed(revealer, action("secagg_reveal", round=1, seed_shares=share_table(revealer, *graph[revealer]),
+                                key_shares={}))
+    assert set(secagg(ledger).reveals[revealer].seed_shares) == graph[revealer] | {revealer}
+
+
+def test_all_neighbourhood_reveals_make_a_sparse_round_ready():
+    ledger = sparse_ledger()
+    ring = ring_order(neighbour_graph(MANY, 2, context=secagg_round.round_context(WF, "s1")))
+    gone = ring[0]
+    _, graph = sparse_to_unmask(ledger, survivors=ring[1:])
+    assert secagg(ledger).phase == "unmask"
+    for pid in ring[1:]:
+        peers = graph[pid] | {pid}
+        ledger.fed(pid, action("secagg_reveal", round=1, seed_shares=share_table(*(peers - {gone})),
+                               key_shares=share_table(*(peers & {gone}))))
+    ledger.fed(C1, action("secagg_advance", round=1))
+    assert ledger.round(1).status == "ready"
+
+
+def test_dropped_member_with_fewer_than_t_surviving_neighbours_fails_at_close():
+    ledger = sparse_ledger(threshold=2)
+    ring = ring_order(neighbour_graph(MANY, 2, context=secagg_round.round_context(WF, "s1")))
+    # ring[1] drops with one of its two neighbours: its mask key has one surviving holder, t = 2
+    sparse_to_unmask(ledger, survivors=[pid for pid in ring if pid not in (ring[1], ring[2])])
+    assert ledger.round(1).status == "failed"
+    failure = secagg(ledger).failure
+    assert failure is not None and failure.startswith("dropped member ")
+    assert failure.endswith("has 1 survivor(s) in its neighbourhood, fewer than the threshold 2")
+    assert ledger.events[-1].attribute("reason") == failure
+
+
+def test_too_few_revealed_shares_of_one_owner_fail_the_round_at_the_deadline():
+    ledger = sparse_ledger(threshold=3)
+    ring = ring_order(neighbour_graph(MANY, 2, context=secagg_round.round_context(WF, "s1")))
+    sparse_to_unmask(ledger, survivors=MANY)
+    # everyone but ring[0] reveals: ring[1]'s neighbourhood (ring[0], ring[1], ring[2]) gives only two shares
+    for pid in ring[1:]:
+        ledger.fed(pid, action("secagg_reveal", round=1,
+                               seed_shares=share_table(*(ring_neighbourhood(ring, pid))), key_shares={}))
+    ledger.advance(TIMEOUT + 1)
+    ledger.fed(C1, action("secagg_advance", round=1))
+    assert ledger.round(1).status == "failed"
+    assert secagg(ledger).failure.startswith("2 share(s) of the self-mask seed of ")
+    assert "fewer than the threshold 3" in secagg(ledger).failure
+
+
+def ring_neighbourhood(ring, pid):
+    i = ring.index(pid)
+    return {ring[i - 1], pid, ring[(i + 1) % len(ring)]}
+
+
+@pytest.mark.parametrize(("threshold", "neighbours", "problem"), [
+    (2, 6, "neighbours: 6 must be below expected_nodes 6"),
+    (4, 2, "threshold: 4 exceeds a neighbourhood of 3"),
+])
+def test_neighbours_are_checked_against_expected_nodes_and_the_threshold(threshold, neighbours, problem):
+    with pytest.raises(RuleViolation, match=problem):
+        sparse_ledger(threshold=threshold, neighbours=neighbours)

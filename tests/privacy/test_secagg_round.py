@@ -24,6 +24,7 @@ from trustmesh.fl.params import ParamSpec
 from trustmesh.privacy import secagg_round as protocol
 from trustmesh.privacy.errors import SecAggFailed, SecAggMessageInvalid
 from trustmesh.privacy.secagg import Participant, encode_masked_input
+from trustmesh.privacy.secagg.graph import neighbour_graph
 
 SPEC = ParamSpec.of([("w", (6, 5)), ("b", (5,))])
 WORKFLOW_ID, SCHEDULE = "wf", "r1-abc"
@@ -42,11 +43,11 @@ class FakeWorkflow:
         max_samples_per_node = 1000
 
 
-def run_round(n: int, dropped: set[int], samples: list[int], threshold: int):
+def run_round(n: int, dropped: set[int], samples: list[int], threshold: int, neighbours: int | None = None):
     rng = np.random.default_rng(7)
     ids = [key(i) for i in range(n)]
     context = protocol.round_context(WORKFLOW_ID, SCHEDULE)
-    people = {pid: Participant(participant_id=pid, threshold=threshold, round_id=context,
+    people = {pid: Participant(participant_id=pid, threshold=threshold, round_id=context, neighbours=neighbours,
                                quantizer=protocol.QUANTIZER, rng=np.random.default_rng(i))
               for i, pid in enumerate(ids)}
     keys = {}
@@ -54,7 +55,7 @@ def run_round(n: int, dropped: set[int], samples: list[int], threshold: int):
         ad = person.advertise()
         keys[pid] = SecAggKeys(enc_public=ad.enc_public, mask_public=ad.mask_public, seed_commitment=ad.seed_commitment)
     sec = SecAggRecord(schema_version=1, workflow_id=WORKFLOW_ID, round=1, threshold=threshold, phase="share",
-                       phase_deadline=0, keys=keys)
+                       phase_deadline=0, keys=keys, neighbours=neighbours)
     bundles = {}
     for pid, person in people.items():
         bundles[pid], _ = protocol.encode_bundle(person.share_keys(protocol.roster_of(sec)))
@@ -73,11 +74,15 @@ def run_round(n: int, dropped: set[int], samples: list[int], threshold: int):
     dropped_ids = tuple(pid for pid in members if pid not in survivors)
     reveals = {}
     for pid in survivors:
-        mine = {sender: protocol.envelope_for(bundles[sender], pid) for sender in members if sender != pid}
+        senders = protocol.neighbours_of(sec, SCHEDULE, pid)  # as the participants' driver fetches them
+        mine: dict[str, bytes] = {sender: protocol.envelope_for(bundles[sender], pid) for sender in sorted(senders)}
+        assert all(envelope is not None for envelope in mine.values())
+        assert all(protocol.envelope_for(bundles[s], pid) is None for s in members if s not in senders)
         fields = protocol.reveal_fields(people[pid].unmask_reveal(survivors, dropped_ids, mine))
         reveals[pid] = SecAggRevealed(**fields)
     sec = SecAggRecord(schema_version=1, workflow_id=WORKFLOW_ID, round=1, threshold=threshold, phase="complete",
-                       phase_deadline=0, keys=keys, members=members, survivors=survivors, reveals=reveals)
+                       phase_deadline=0, keys=keys, members=members, survivors=survivors, reveals=reveals,
+                       neighbours=neighbours)
     index = SubmissionIndex(schema_version=1, workflow_id=WORKFLOW_ID, round=1, schedule_id=SCHEDULE, entries=entries)
     return sec, index, masked, deltas, {ids[i]: samples[i] for i in range(n)}
 
@@ -95,6 +100,48 @@ def test_unmasked_delta_is_the_plain_weighted_fedavg(dropped):
         plain = sum(samples[p] * deltas[p][name].astype(np.float64) for p in sec.survivors) / total
         assert np.max(np.abs(mean[name] - plain)) < bound
         assert np.linalg.norm(plain) > 0.01
+
+
+def _sparse_dropouts(n: int, k: int, count: int) -> set[int]:
+    """``count`` members no two of which are neighbours in the round's graph (index in key order)."""
+    ids = [key(i) for i in range(n)]
+    graph = neighbour_graph(ids, k, context=protocol.round_context(WORKFLOW_ID, SCHEDULE))
+    chosen: list[str] = []
+    for pid in ids:
+        if len(chosen) < count and not graph[pid] & set(chosen):
+            chosen.append(pid)
+    return {ids.index(pid) for pid in chosen}
+
+
+@pytest.mark.parametrize("drops", [0, 1, 2])
+def test_sparse_graph_unmasks_the_plain_weighted_fedavg_with_dropouts(drops):
+    n, threshold, k = 12, 3, 4
+    samples = [100 + 37 * i for i in range(n)]
+    dropped = _sparse_dropouts(n, k, drops)
+    sec, index, masked, deltas, by_id = run_round(n, dropped, samples, threshold, neighbours=k)
+    assert len(sec.dropped) == drops
+    for pid, revealed in sec.reveals.items():  # every reveal stays within the revealer's neighbourhood
+        assert set(revealed.seed_shares) | set(revealed.key_shares) <= \
+            protocol.neighbours_of(sec, SCHEDULE, pid) | {pid}
+    mean = protocol.unmask_delta(workflow=FakeWorkflow, schedule_id=SCHEDULE, sec=sec, index=index,
+                                 masked=masked, spec=SPEC)
+    total = sum(by_id[p] for p in sec.survivors)
+    bound = protocol.QUANTIZER.error_bound(n) / (total / FakeWorkflow.spec.max_samples_per_node) + 1e-7
+    for name, _ in SPEC:
+        plain = sum(by_id[p] * deltas[p][name].astype(np.float64) for p in sec.survivors) / total
+        assert np.max(np.abs(mean[name] - plain)) < bound
+
+
+def test_sparse_graph_without_t_surviving_neighbours_fails_with_the_reason():
+    n, threshold, k = 10, 3, 2
+    ids = [key(i) for i in range(n)]
+    graph = neighbour_graph(ids, k, context=protocol.round_context(WORKFLOW_ID, SCHEDULE))
+    # one member drops; with t = 3 and two neighbours its mask key needs both and itself: it cannot be rebuilt
+    sec, index, masked, _, _ = run_round(n, {0}, [100] * n, threshold, neighbours=k)
+    assert len(graph[ids[0]]) == 2
+    with pytest.raises(SecAggFailed, match="fewer than t shares of the (mask key|self-mask seed) of"):
+        protocol.unmask_delta(workflow=FakeWorkflow, schedule_id=SCHEDULE, sec=sec, index=index, masked=masked,
+                              spec=SPEC)
 
 
 def test_a_missing_masked_input_or_a_forged_reveal_fails_with_the_reason():

@@ -5,6 +5,9 @@ the revealed shares; this module turns it into the secure-aggregation library's 
 ring and the pre-weighting, and unmasks a round's sum. Every compute node and ``verify-round``
 unmask from the same chain record and the same masked inputs, so they reach the same bytes.
 
+With a SecAgg+ neighbour graph (``SecAggRecord.neighbours``), participants and the server build the
+same graph from the round context and the roster (``secagg/graph.py``, which the TPs also run).
+
 Pre-weighting: a participant masks ``w * delta`` with ``w = min(n, max_samples_per_node) /
 max_samples_per_node`` (n its sample count, the capped count the chain's index records); the
 aggregate delta is the unmasked sum divided by the survivors' sum of ``w`` — sample-weighted FedAvg.
@@ -21,17 +24,13 @@ from trustmesh.errors import UpdateRejected
 from trustmesh.fl.params import Params, ParamSpec
 from trustmesh.privacy.errors import SecAggFailed, SecAggMessageInvalid
 from trustmesh.privacy.secagg import PublicKeys, Reveal, RingQuantizer, Server, decode_masked_input
-from trustmesh.privacy.secagg.roster import share_indices
+from trustmesh.privacy.secagg.graph import neighbour_graph, round_context
+from trustmesh.privacy.secagg.roster import neighbourhood_indices
 
 QUANTIZER = RingQuantizer(step=2.0 ** -24)
 """Ring Z/2^32 with a step of 2^-24 (about 6e-8): pre-weighted deltas of up to 128/n per coordinate fit."""
 
 BUNDLE_VERSION = 1
-
-
-def round_context(workflow_id: str, schedule_id: str) -> str:
-    """Binds every derived key and share envelope to one round of one workflow."""
-    return f"trustmesh/{workflow_id}/{schedule_id}"
 
 
 def weight_of(num_samples: int, workflow: WorkflowRecord) -> float:
@@ -72,6 +71,16 @@ def self_clip(vector: np.ndarray, *, weight: float, members: int, norm_bound: fl
     return np.clip(out, -limit, limit)
 
 
+def graph_of(sec: SecAggRecord, schedule_id: str) -> dict[str, frozenset[str]]:
+    """The round's neighbour graph over the roster (the complete graph without ``neighbours``)."""
+    return neighbour_graph(sec.keys, sec.neighbours, context=round_context(sec.workflow_id, schedule_id))
+
+
+def neighbours_of(sec: SecAggRecord, schedule_id: str, participant_id: str) -> frozenset[str]:
+    """Whom ``participant_id`` shares secrets and masks with this round (everyone else without a graph)."""
+    return graph_of(sec, schedule_id).get(participant_id, frozenset())
+
+
 def roster_of(sec: SecAggRecord) -> dict[str, PublicKeys]:
     """The advertised keys of the round as the library's roster (participant id = public key)."""
     return {pid: _public_keys(pid, keys) for pid, keys in sorted(sec.keys.items())}
@@ -82,16 +91,19 @@ def _public_keys(pid: str, keys: SecAggKeys) -> PublicKeys:
                       seed_commitment=keys.seed_commitment)
 
 
-def reveals_of(sec: SecAggRecord) -> dict[str, Reveal]:
-    """The on-chain reveals as the library's Reveal messages (a share's x is its revealer's index)."""
-    index = share_indices(sec.keys)
-    reveals: dict[str, Reveal] = {}
-    for pid, revealed in sec.reveals.items():
-        x = index[pid]
-        reveals[pid] = Reveal(participant_id=pid,
-                              seed_shares={owner: (x, share) for owner, share in revealed.seed_shares.items()},
-                              key_shares={owner: (x, share) for owner, share in revealed.key_shares.items()})
-    return reveals
+def reveals_of(sec: SecAggRecord, schedule_id: str) -> dict[str, Reveal]:
+    """The on-chain reveals as the library's Reveal messages (a share's x is its revealer's index in the
+    owner's neighbourhood; shares of non-neighbours, which the chain refuses, are left out)."""
+    graph = graph_of(sec, schedule_id)
+    index = {owner: neighbourhood_indices(graph, owner) for owner in graph}
+
+    def table(pid: str, shares: dict[str, bytes]) -> dict[str, tuple[int, bytes]]:
+        return {owner: (index[owner][pid], share) for owner, share in shares.items()
+                if pid in index.get(owner, {})}
+
+    return {pid: Reveal(participant_id=pid, seed_shares=table(pid, revealed.seed_shares),
+                        key_shares=table(pid, revealed.key_shares))
+            for pid, revealed in sec.reveals.items()}
 
 
 def reveal_fields(reveal: Reveal) -> dict[str, dict[str, bytes]]:
@@ -136,8 +148,8 @@ def unmask_delta(*, workflow: WorkflowRecord, schedule_id: str, sec: SecAggRecor
     if any(vector.size != spec.num_params for vector in inputs.values()):
         raise SecAggFailed("a masked input does not have the model's number of parameters")
     server = Server(roster=roster_of(sec), threshold=sec.threshold, round_id=round_context(workflow.workflow_id,
-                    schedule_id), quantizer=QUANTIZER, members=sec.members)
-    total = server.unmask(inputs, reveals_of(sec))
+                    schedule_id), neighbours=sec.neighbours, quantizer=QUANTIZER, members=sec.members)
+    total = server.unmask(inputs, reveals_of(sec, schedule_id))
     weight = sum(weight_of(index.entries[pid].num_samples, workflow) for pid in survivors)
     mean = np.asarray(total, dtype=np.float64) / weight
     return unflatten(mean, spec)

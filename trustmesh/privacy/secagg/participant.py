@@ -20,9 +20,9 @@ from trustmesh.privacy.secagg.ring import RingQuantizer
 from trustmesh.privacy.secagg.roster import (
     add_pairwise_mask,
     check_roster,
+    neighbourhood_indices,
     roster_graph,
     share_context,
-    share_indices,
 )
 
 
@@ -65,14 +65,12 @@ class Participant:
         if roster.get(self.participant_id) != self.advertise():
             raise SecAggMessageInvalid("the roster does not hold this participant's own keys")
         check_roster(roster, self.threshold)
-        self._peers = roster_graph(roster, self.threshold, self.neighbours,
-                                   round_id=self.round_id)[self.participant_id]
+        graph = roster_graph(roster, self.threshold, self.neighbours, round_id=self.round_id)
+        self._peers = graph[self.participant_id]
         self._roster = dict(roster)
         self._members = frozenset(roster)
-        indices = {pid: x for pid, x in share_indices(roster).items()
-                   if pid in self._peers or pid == self.participant_id}
-        seed_split, key_split = shamir.split_many([self._seed, self._mask_seed], self.threshold,
-                                                  sorted(indices.values()))
+        indices = neighbourhood_indices(graph, self.participant_id)
+        seed_split, key_split = shamir.split_many([self._seed, self._mask_seed], self.threshold, len(indices))
         seed_shares, key_shares = dict(seed_split), dict(key_split)
         envelopes: dict[str, bytes] = {}
         for recipient, index in indices.items():

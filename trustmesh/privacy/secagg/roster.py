@@ -17,6 +17,13 @@ def share_indices(participant_ids: Iterable[str]) -> dict[str, int]:
     return {pid: index for index, pid in enumerate(sorted(participant_ids), start=1)}
 
 
+def neighbourhood_indices(graph: Mapping[str, frozenset[str]], owner: str) -> dict[str, int]:
+    """Shamir index of each holder of ``owner``'s shares: 1..d+1 in sorted id order over the owner and its
+    neighbours. Every owner's shares then sit at the same points, so the server rebuilds most secrets
+    with one set of Lagrange coefficients; over the complete graph these are the roster indices."""
+    return share_indices(graph[owner] | {owner})
+
+
 def check_roster(roster: Mapping[str, PublicKeys], threshold: int) -> None:
     """A roster is usable when ids match their keys, keys are distinct and 2 <= t <= n."""
     for pid, keys in roster.items():

@@ -10,7 +10,12 @@ from trustmesh.privacy.errors import SecAggFailed
 from trustmesh.privacy.secagg import crypto, shamir
 from trustmesh.privacy.secagg.messages import PublicKeys, Reveal, Share
 from trustmesh.privacy.secagg.ring import RingQuantizer
-from trustmesh.privacy.secagg.roster import add_pairwise_mask, check_roster, roster_graph, share_indices
+from trustmesh.privacy.secagg.roster import (
+    add_pairwise_mask,
+    check_roster,
+    neighbourhood_indices,
+    roster_graph,
+)
 
 
 class Server:
@@ -32,7 +37,6 @@ class Server:
         self.members = frozenset(roster if members is None else members)
         if not self.members <= frozenset(roster):
             raise SecAggFailed("members must lie within the roster")
-        self._indices = share_indices(roster)
         self._combiners: dict[tuple[int, ...], shamir.Combiner] = {}  # by share indices, for this round
         self.phase_seconds: dict[str, float] = {}  # CPU seconds of the last unmask, by step (for bench/)
 
@@ -94,14 +98,14 @@ class Server:
         return {owner: recovered[owner] for owner in owners}
 
     def _shares(self, reveals: Mapping[str, Reveal], owner: str, *, kind: str) -> list[Share]:
-        """Exactly t shares of ``owner``'s secret from its neighbourhood, each at its revealer's own index
-        (lowest indices first)."""
+        """Exactly t shares of ``owner``'s secret from its neighbourhood, each at its revealer's index in that
+        neighbourhood (lowest indices first)."""
         found: list[Share] = []
-        neighbourhood = self.graph[owner] | {owner}
-        for revealer in sorted(set(reveals) & neighbourhood, key=self._indices.__getitem__):
+        indices = neighbourhood_indices(self.graph, owner)
+        for revealer in sorted(set(reveals) & set(indices), key=indices.__getitem__):
             table = reveals[revealer].seed_shares if kind == "seed" else reveals[revealer].key_shares
             share = table.get(owner)
-            if share is not None and share[0] == self._indices[revealer]:
+            if share is not None and share[0] == indices[revealer]:
                 found.append(share)
             if len(found) == self.threshold:
                 return found

@@ -28,41 +28,35 @@ def split(secret: bytes, threshold: int, holders: int) -> list[tuple[int, bytes]
     return split_many([secret], threshold, holders)[0]
 
 
-def split_many(secrets: Sequence[bytes], threshold: int,
-               holders: int | Sequence[int]) -> list[list[tuple[int, bytes]]]:
+def split_many(secrets: Sequence[bytes], threshold: int, holders: int) -> list[list[tuple[int, bytes]]]:
     """Each secret shared as by ``Shamir.split`` (random polynomial of degree t-1 over GF(2^128) per
-    16-byte block), all blocks at once; pycryptodome's combine rebuilds them. ``holders`` is a count
-    (shares at 1..holders) or the share indices themselves (a SecAgg+ neighbourhood's roster indices)."""
-    points = list(range(1, holders + 1)) if isinstance(holders, int) else [int(x) for x in holders]
+    16-byte block, evaluated at 1..holders), all blocks at once; pycryptodome's combine rebuilds them."""
     if not secrets or any(len(secret) % BLOCK or not secret for secret in secrets):
         raise ValueError(f"secret lengths must be non-zero multiples of {BLOCK}")
-    if any(x < 1 for x in points) or len(set(points)) != len(points):
-        raise ValueError("share indices must be distinct integers >= 1")
-    if not 1 <= threshold <= len(points):
-        raise ValueError(f"need 1 <= threshold <= holders, got {threshold} of {len(points)}")
+    if not 1 <= threshold <= holders:
+        raise ValueError(f"need 1 <= threshold <= holders, got {threshold} of {holders}")
     blocks = [secret[i:i + BLOCK] for secret in secrets for i in range(0, len(secret), BLOCK)]
     # coefficients[k] holds the x^k coefficient of every block's polynomial; the constant is the block
     coefficients = [_words([int.from_bytes(block, "big") for block in blocks])]
     coefficients += [_words([int.from_bytes(get_random_bytes(BLOCK), "big") for _ in blocks])
                      for _ in range(threshold - 1)]
-    values = _evaluate(coefficients, points).astype(">u8").tobytes()  # (block, holder) -> 16 bytes
-    out, first, count_points = [], 0, len(points)
+    values = _evaluate(coefficients, holders).astype(">u8").tobytes()  # (block, holder) -> 16 bytes
+    out, first = [], 0
     for secret in secrets:
         count = len(secret) // BLOCK
-        out.append([(x, b"".join(values[((first + b) * count_points + holder) * BLOCK:]
-                                 [:BLOCK] for b in range(count)))
-                    for holder, x in enumerate(points)])
+        out.append([(holder + 1, b"".join(values[((first + b) * holders + holder) * BLOCK:]
+                                          [:BLOCK] for b in range(count)))
+                    for holder in range(holders)])
         first += count
     return out
 
 
-def _evaluate(coefficients: Sequence[np.ndarray], indices: int | Sequence[int]) -> np.ndarray:
-    """Horner's rule at each of ``indices`` (a count n: 1..n) for every block at once: (blocks, holders, 2)."""
-    points = np.arange(1, indices + 1) if isinstance(indices, int) else np.asarray(indices, dtype=np.int64)
-    holders = len(points)
+def _evaluate(coefficients: Sequence[np.ndarray], holders: int) -> np.ndarray:
+    """Horner's rule at x = 1..holders for every block at once: (blocks, holders, 2) elements."""
+    points = np.arange(1, holders + 1)
     times_point = np.zeros((holders, _BITS, 2), dtype=np.uint64)  # "multiply by the integer i", per holder
     position = np.arange(_BITS)
-    for b in range(int(points.max()).bit_length()):  # i·y = XOR of x^b·y over the set bits b of i
+    for b in range(holders.bit_length()):  # i·y = XOR of x^b·y over the set bits b of i
         has = ((points >> b) & 1).astype(bool)
         times_point[has] ^= _powers_of_x()[_BITS - 1 - position + b]
     state = np.broadcast_to(coefficients[-1][:, None, :], (len(coefficients[-1]), holders, 2)).copy()
