@@ -17,19 +17,14 @@ reason. Everything here is a pure function of state and block time.
 With a SecAgg+ neighbour graph (``neighbours`` k), a reveal may carry only shares of the revealer's
 neighbours (and its own), and a round fails on-chain when some member's neighbourhood cannot give t
 shares: at ``close_round`` counting survivors, at the end of ``unmask`` counting the revealed shares.
-The graph is the library's own pure function (``trustmesh/privacy/secagg/graph.py``, hashlib only),
-loaded from its file so that the TPs do not import the privacy package (dp-accounting, cryptography).
+The graph is a pure function of the roster and the round (``trustmesh.contracts.secagg_graph``,
+hashlib only); the secure-aggregation library uses the very same function.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import cast
 
-import trustmesh
 from trustmesh.contracts.addresses import round_address, secagg_address, workflow_address
 from trustmesh.contracts.errors import RuleViolation
 from trustmesh.contracts.records import (
@@ -58,6 +53,7 @@ from trustmesh.contracts.rules.common import (
     round_event,
     short,
 )
+from trustmesh.contracts.secagg_graph import neighbour_graph, round_context
 from trustmesh.contracts.view import StateView, block_time
 
 __all__ = [
@@ -72,25 +68,6 @@ __all__ = [
     "secagg_reveal",
     "secagg_shares",
 ]
-
-
-GraphFunction = Callable[..., dict[str, frozenset[str]]]
-
-
-def _graph_functions() -> tuple[GraphFunction, Callable[[str, str], str]]:
-    """``neighbour_graph`` and ``round_context`` of trustmesh/privacy/secagg/graph.py, without its package."""
-    loaded = sys.modules.get("trustmesh.privacy.secagg.graph")
-    if loaded is None:
-        path = Path(trustmesh.__file__).parent / "privacy" / "secagg" / "graph.py"
-        spec = importlib.util.spec_from_file_location("trustmesh.contracts.rules._secagg_graph", path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load the neighbour graph from {path}")
-        loaded = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(loaded)
-    return cast(GraphFunction, loaded.neighbour_graph), cast(Callable[[str, str], str], loaded.round_context)
-
-
-neighbour_graph, round_context = _graph_functions()
 
 
 def graph_of(sec: SecAggRecord, schedule_id: str) -> dict[str, frozenset[str]] | None:
