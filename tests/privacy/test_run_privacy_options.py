@@ -40,7 +40,16 @@ def test_dp_takes_the_budget_and_fills_sane_defaults(doc):
     ({"dp": "client"}, "needs a privacy budget: --epsilon E"),
     ({"epsilon": 3.0}, "need --dp client or --dp sample"),
     ({"secure_aggregation": -1}, "threshold >= 2, or 0"),
+    ({"neighbours": 4}, "--neighbours needs secure aggregation"),
 ])
 def test_incomplete_privacy_options_are_refused(doc, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         apply_privacy_options(doc, **kwargs)
+
+
+def test_neighbours_make_a_sparse_secagg_plus_graph(doc):
+    doc["expected_nodes"] = 6
+    out = apply_privacy_options(doc, secure_aggregation=3, neighbours=4)
+    assert out["privacy"]["secure_aggregation"]["neighbours"] == 4
+    problems = validate_workflow(apply_privacy_options(doc, secure_aggregation=3, neighbours=6))
+    assert any("neighbours" in p for p in problems)

@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", default="f32", choices=["f32", "f16", "int8", "topk"], help="update codec")
     parser.add_argument("--secure-aggregation", type=int, default=None, metavar="T",
                         help="secure aggregation with Shamir threshold T (0: off; default: the file's)")
+    parser.add_argument("--neighbours", type=int, default=None, metavar="K",
+                        help="with --secure-aggregation: SecAgg+ with K neighbours each (masks and shares only "
+                             "between neighbours; T then counts within a neighbourhood)")
     parser.add_argument("--dp", choices=["none", "client", "sample"], default=None,
                         help="differential privacy: client-level (participants clip and add noise shares) or "
                              "sample-level DP-SGD (default: the file's)")
@@ -72,7 +75,8 @@ def _with_privacy(plan: dict, args: argparse.Namespace) -> dict:  # type: ignore
     from trustmesh.contracts.workflow import validate_workflow
     from trustmesh.runner.plan import apply_privacy_options
 
-    plan = apply_privacy_options(plan, secure_aggregation=args.secure_aggregation, dp=args.dp, epsilon=args.epsilon,
+    plan = apply_privacy_options(plan, secure_aggregation=args.secure_aggregation, neighbours=args.neighbours,
+                                 dp=args.dp, epsilon=args.epsilon,
                                  clip=args.clip, noise_multiplier=args.noise_multiplier)
     problems = validate_workflow(plan)
     if problems:

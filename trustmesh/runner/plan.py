@@ -88,12 +88,14 @@ DP_DEFAULTS = {"clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5}
 """Used when ``--dp`` switches DP on and neither the file nor the command line gives a value."""
 
 
-def apply_privacy_options(doc: dict[str, Any], *, secure_aggregation: int | None = None, dp: str | None = None,
+def apply_privacy_options(doc: dict[str, Any], *, secure_aggregation: int | None = None,
+                          neighbours: int | None = None, dp: str | None = None,
                           epsilon: float | None = None, clip: float | None = None,
                           noise_multiplier: float | None = None) -> dict[str, Any]:
     """A copy of ``doc`` with the command line's privacy choices in its ``privacy`` section.
 
-    ``secure_aggregation``: the Shamir threshold (0 switches it off); ``dp``: none, client or sample,
+    ``secure_aggregation``: the Shamir threshold (0 switches it off); ``neighbours``: the SecAgg+
+    neighbour-graph degree (masks and shares only between neighbours); ``dp``: none, client or sample,
     with the budget ``epsilon`` and optionally the clip norm and noise multiplier.
     """
     out = copy.deepcopy(doc)
@@ -103,6 +105,11 @@ def apply_privacy_options(doc: dict[str, Any], *, secure_aggregation: int | None
             raise ConfigError("--secure-aggregation takes a threshold >= 2, or 0 to switch it off")
         secagg = privacy.setdefault("secure_aggregation", {})
         secagg.update({"enabled": secure_aggregation > 0, "threshold": secure_aggregation or None})
+    if neighbours is not None:
+        secagg = privacy.setdefault("secure_aggregation", {})
+        if not secagg.get("enabled"):
+            raise ConfigError("--neighbours needs secure aggregation: --secure-aggregation T")
+        secagg["neighbours"] = neighbours
     given = {"epsilon": epsilon, "clip": clip, "noise_multiplier": noise_multiplier}
     if dp is None and any(v is not None for v in given.values()):
         raise ConfigError("--epsilon, --clip and --noise-multiplier need --dp client or --dp sample")
