@@ -106,7 +106,14 @@ class DataPlane(Protocol):
     def append_submission(self, workflow_id: str, schedule_id: str, app_id: str, txn_id: str,
                           record_bytes: bytes, expected_nodes: int, now: int) -> AppendResult: ...
 
-    def read_submissions(self, workflow_id: str, schedule_id: str, app_id: str) -> list[SubmissionRecord]: ...
+    def read_submissions(self, workflow_id: str, schedule_id: str, app_id: str, *,
+                         start: int = 0) -> list[SubmissionRecord]:
+        """The round's submission records (from list position ``start`` on), committed or not."""
+        ...
+
+    def count_submissions(self, workflow_id: str, schedule_id: str, app_id: str) -> int:
+        """How many records the round's list holds (a cheap check for new ones)."""
+        ...
 
     def mark_alive(self, workflow_id: str, public_key: str, ttl: int) -> None: ...
 
@@ -191,11 +198,16 @@ class RedisDataPlane:
         return append_submission(self.client, workflow_id, schedule_id, app_id, txn_id, record_bytes,
                                  expected_nodes, now, ttl=self.round_ttl)
 
-    def read_submissions(self, workflow_id: str, schedule_id: str, app_id: str) -> list[SubmissionRecord]:
+    def read_submissions(self, workflow_id: str, schedule_id: str, app_id: str, *,
+                         start: int = 0) -> list[SubmissionRecord]:
         key = keys.federated_list_key(workflow_id, schedule_id, app_id)
         with mapped_errors("read submissions"):
-            entries = self.client.lrange(key, 0, -1)
+            entries = self.client.lrange(key, start, -1)
         return _decode_records([e for e in entries if isinstance(e, bytes)], key)  # type: ignore[union-attr]
+
+    def count_submissions(self, workflow_id: str, schedule_id: str, app_id: str) -> int:
+        with mapped_errors("count submissions"):
+            return int(self.client.llen(keys.federated_list_key(workflow_id, schedule_id, app_id)))  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- liveness and mirror
 
@@ -314,11 +326,16 @@ class MemoryDataPlane:
                 state["status"] = status
             return AppendResult(new=new, index=int(seen_hash[txn_id]), submitted=submitted)
 
-    def read_submissions(self, workflow_id: str, schedule_id: str, app_id: str) -> list[SubmissionRecord]:
+    def read_submissions(self, workflow_id: str, schedule_id: str, app_id: str, *,
+                         start: int = 0) -> list[SubmissionRecord]:
         key = keys.federated_list_key(workflow_id, schedule_id, app_id)
         with self._lock:
-            entries = list(self._lists.get(key, []))
+            entries = list(self._lists.get(key, []))[start:]
         return _decode_records(entries, key)
+
+    def count_submissions(self, workflow_id: str, schedule_id: str, app_id: str) -> int:
+        with self._lock:
+            return len(self._lists.get(keys.federated_list_key(workflow_id, schedule_id, app_id), []))
 
     def push_raw(self, workflow_id: str, schedule_id: str, app_id: str, entry: bytes) -> None:
         """Test hook: push a list entry bypassing the append script (garbage, forgeries)."""
