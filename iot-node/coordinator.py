@@ -18,6 +18,7 @@ from trustmesh.contracts.workflow import apply_defaults, register_payload
 from trustmesh.dataplane.store import DataPlane
 from trustmesh.errors import ConfigError, LedgerError, TransactionRejected, TrustMeshError
 from trustmesh.fl.initial import initial_model
+from trustmesh.wakeup import COORDINATOR_EVENTS, wake_only_on
 
 LOGGER = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class Coordinator:
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> None:
         self.register()
+        wake_only_on(self.wait, COORDINATOR_EVENTS)  # a round's verdict; not its ten submissions
         while not stop():
             try:
                 if self.step() == "completed":

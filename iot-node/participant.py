@@ -26,11 +26,18 @@ from trustmesh.fl.partition import client_partition
 from trustmesh.fl.train import evaluate, train_local
 from trustmesh.iot.secagg_participant import SecAggRounds
 from trustmesh.iot.transaction_initiator import submit_envelope
+from trustmesh.wakeup import PARTICIPANT_EVENTS, wake_only_on
 
 LOGGER = logging.getLogger(__name__)
 
 LIVENESS_TTL = 15
 """Seconds a participant's Redis liveness key lives; refreshed every loop."""
+
+ALIVE_EVERY = LIVENESS_TTL / 3
+"""Seconds between two refreshes of the liveness key (a wake-up sooner than this skips the write)."""
+
+_KEPT_MODELS = 3
+"""Decoded models a participant keeps by hash: the current base and a posted result, one to spare."""
 
 
 class BaseModelRefused(TrustMeshError):
@@ -85,23 +92,31 @@ class Participant:
         self._dpsgd_rounds: set[int] = set()  # rounds DP-SGD already ran for (each spends budget)
         # Lossy codecs drop part of each delta; error feedback carries it into the next round's.
         self._residual = ErrorFeedback() if codec != "f32" else None
+        self._models: dict[str, Params] = {}  # model hash -> decoded, read-only arrays (checked on fetch)
+        self._prefetched: set[int] = set()  # rounds whose posted model is in _models
+        self._first_round: int | None = None  # the round that was current when this process started
+        self._alive_at = float("-inf")
         self._secagg = SecAggRounds(self)
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> list[SubmittedRound]:
         """Submit to every open round until the workflow completes or ``stop()`` is true."""
         submitted: list[SubmittedRound] = []
+        wake_only_on(self.wait, PARTICIPANT_EVENTS)
         while not stop():
             try:
                 workflow = self.chain.workflow(self.workflow_id)
                 if workflow is not None:
                     self.local_data(workflow)  # ready to train before announcing liveness
-                    self.dataplane.mark_alive(self.workflow_id, self.chain.public_key, LIVENESS_TTL)
+                    if time.monotonic() - self._alive_at >= ALIVE_EVERY:
+                        self.dataplane.mark_alive(self.workflow_id, self.chain.public_key, LIVENESS_TTL)
+                        self._alive_at = time.monotonic()
                 if workflow is not None and workflow.status == "completed":
                     return submitted
                 outcome = self.step(workflow) if workflow is not None else None
                 if outcome is not None:
+                    # No re-read now: the round stays open until the others submit, and what comes
+                    # next (its result, the next round) arrives as an event.
                     submitted.append(outcome)
-                    continue
             except (LedgerError, TrustMeshError) as exc:
                 LOGGER.warning("participant %s: %s", self.partition, exc)
             self.wait(self.poll_interval)
@@ -111,15 +126,24 @@ class Participant:
         """Submit to the current round if it is open and this node has not submitted yet."""
         if self.chain.public_key not in workflow.participants or not workflow.last_round:
             return None
+        secagg = workflow.spec.privacy.secure_aggregation.enabled
+        if self._first_round is None:
+            self._first_round = workflow.last_round
+        if not secagg and workflow.last_round in self._done_rounds and workflow.last_round in self._prefetched:
+            return None  # submitted, and its posted model is here: nothing to do until the next round opens
         record = self.chain.round(self.workflow_id, workflow.last_round)
         if record is not None and workflow.spec.privacy.secure_aggregation.enabled:
             return self._secagg.step(workflow, record)
-        if record is None or record.status != "open" or record.round in self._done_rounds:
+        if record is None:
             return None
-        index = self.chain.index(self.workflow_id, record.round)
-        if index is not None and self.chain.public_key in index.entries:
-            self._done_rounds.add(record.round)
+        if record.status != "open" or record.round in self._done_rounds:
+            self._prefetch(workflow, record)
             return None
+        if record.round == self._first_round:  # this node may have submitted before a restart
+            index = self.chain.index(self.workflow_id, record.round)
+            if index is not None and self.chain.public_key in index.entries:
+                self._done_rounds.add(record.round)
+                return None
         self._done_rounds.add(record.round)  # one attempt per round; a missed deadline waits for the next
         try:
             return self.submit(workflow, record)
@@ -131,14 +155,40 @@ class Participant:
             return None
 
     def base_model(self, workflow: WorkflowRecord, record: RoundRecord) -> dict[str, np.ndarray]:
-        """The round's base model, checked against the hash on the chain."""
-        blob = self.dataplane.get_model(self.workflow_id, record.base_model_hash)
+        """The round's base model, checked against the hash on the chain (fetched once per hash)."""
+        return dict(self._model(workflow, record.base_model_hash))
+
+    def _model(self, workflow: WorkflowRecord, digest: str) -> Params:
+        """The model with hash ``digest`` (the chain names it), decoded; a blob that does not hash
+        right is refused."""
+        if digest in self._models:
+            return self._models[digest]
+        blob = self.dataplane.get_model(self.workflow_id, digest)
         if blob is None:
-            initial, digest = initial_model(workflow.spec.model)
-            blob = initial if digest == record.base_model_hash else None
-        if blob is None or model_hash(blob) != record.base_model_hash:
-            raise BaseModelRefused(f"base model {record.base_model_hash[:12]}… unavailable or tampered")
-        return decode_params(blob, spec_for_model(workflow.spec.model))
+            initial, initial_digest = initial_model(workflow.spec.model)
+            blob = initial if initial_digest == digest else None
+        if blob is None or model_hash(blob) != digest:
+            raise BaseModelRefused(f"base model {digest[:12]}… unavailable or tampered")
+        params = decode_params(blob, spec_for_model(workflow.spec.model))
+        for array in params.values():
+            array.flags.writeable = False
+        self._models[digest] = params
+        while len(self._models) > _KEPT_MODELS:
+            self._models.pop(next(iter(self._models)))
+        return params
+
+    def _prefetch(self, workflow: WorkflowRecord, record: RoundRecord) -> None:
+        """Fetch and check a round's posted model while it is evaluated: if it is accepted, it is the
+        next round's base, and training starts the moment that round opens."""
+        if record.round in self._prefetched or record.result is None:
+            return
+        try:
+            self._model(workflow, record.result.model_hash)
+            self._model(workflow, workflow.model_hash)  # the base if the result is rejected
+        except BaseModelRefused as exc:
+            LOGGER.debug("round %s: no prefetch (%s)", record.round, exc)
+            return
+        self._prefetched.add(record.round)
 
     def local_data(self, workflow: WorkflowRecord) -> tuple[np.ndarray, np.ndarray]:
         if self._data is None:

@@ -1,12 +1,15 @@
 """Wake a node's reconcile loop when its workflow's ledger events arrive, or after a timeout.
 
 Nodes decide from chain state, never from events alone (an event can be missed, state cannot);
-events only cut the wait between two reads of the chain.
+events only cut the wait between two reads of the chain. A node says which events concern it, so
+the ten ``submitted`` events of a round do not make every participant re-read the chain ten times,
+and events that arrived together wake it once.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 
 from trustmesh.errors import LedgerError
 from trustmesh.ledger.client import LedgerClient
@@ -18,35 +21,70 @@ EVENT_TYPES = (
     "federation/workflow-registered", "federation/round-opened", "federation/round-ready",
     "federation/round-failed", "federation/task-claimed", "federation/result-posted",
     "federation/result-verified", "federation/result-disputed", "federation/model-accepted",
-    "federation/model-rejected", "iot-data/submitted",
+    "federation/model-rejected", "federation/secagg-phase", "federation/secagg-acted", "iot-data/submitted",
 )
+
+SETTLED_EVENTS = ("federation/model-accepted", "federation/model-rejected", "federation/round-failed")
+"""A round reached its verdict: the coordinator may open the next one."""
+
+PARTICIPANT_EVENTS = ("federation/round-opened", "federation/result-posted", "federation/secagg-phase",
+                      *SETTLED_EVENTS)
+"""What a participant acts on: a round to train for, a posted model to prefetch, a secure-aggregation
+phase to answer, the end of a round."""
+
+COORDINATOR_EVENTS = ("federation/workflow-registered", *SETTLED_EVENTS)
+"""What the coordinator acts on: the workflow on-chain, and each round's verdict."""
 
 
 class Waker:
     """``wait(timeout)`` returns early when an event of ``workflow_id`` commits."""
 
-    def __init__(self, client: LedgerClient, workflow_id: str | None) -> None:
+    def __init__(self, client: LedgerClient, workflow_id: str | None,
+                 *, events: Iterable[str] = EVENT_TYPES) -> None:
         filters = {"workflow_id": workflow_id} if workflow_id else None
         self._stream: EventStream | None = None
+        self._wake_on: frozenset[str] = frozenset(events)
         try:
             self._stream = client.subscribe([subscription(t, filters) for t in EVENT_TYPES])
         except LedgerError as exc:
             LOGGER.warning("no event subscription (%s); polling the chain instead", exc)
 
+    def wake_on(self, events: Iterable[str]) -> None:
+        """Only these event types cut a wait short from now on (the others are dropped)."""
+        self._wake_on = frozenset(events)
+
     def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds; True if an event arrived."""
+        """Block up to ``timeout`` seconds; True if an event arrived (with every event queued with it)."""
         if self._stream is None:
             time.sleep(timeout)
             return False
-        started = time.monotonic()
+        deadline = time.monotonic() + timeout
         try:
-            if self._stream.get(timeout=timeout) is not None:
-                return True
+            while (left := deadline - time.monotonic()) > 0:
+                event = self._stream.get(timeout=left)
+                if event is None:
+                    break
+                if event.event_type in self._wake_on:
+                    self._drain()
+                    return True
         except LedgerError:
             pass
-        time.sleep(max(0.0, timeout - (time.monotonic() - started)))  # a closed stream returns at once
+        time.sleep(max(0.0, deadline - time.monotonic()))  # a closed stream returns at once
         return False
+
+    def _drain(self) -> None:
+        """Take the events already queued: one chain read after a burst answers for all of them."""
+        assert self._stream is not None
+        while self._stream.get(timeout=0) is not None:
+            pass
 
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+
+
+def wake_only_on(wait: Callable[[float], object], events: Iterable[str]) -> None:
+    """Narrow a node's ``wait`` to ``events`` when it is a :class:`Waker`'s (any other wait is kept)."""
+    waker = getattr(wait, "__self__", None)
+    if isinstance(waker, Waker):
+        waker.wake_on(events)
