@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 ATTACKS = ("gaussian", "sign_flip", "scale")
-AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "cosine_trim")
+AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "cosine_trim", "trend_trim")
 ORACLE = "honest_fedavg"  # not an aggregator: FedAvg over the honest updates only (the simulation knows them)
 PARTITIONS = ("iid", "dirichlet")
 CLIENTS = 10
@@ -33,7 +33,7 @@ CLIENTS = 10
 def agg_params(krum_f: int, trim_beta: float) -> dict[str, dict[str, Any]]:
     """Robust settings: by default sized for up to 3 attackers of 10 (trim 3 each end, f = 3)."""
     return {"trimmed_mean": {"beta": trim_beta}, "krum": {"f": krum_f}, "multi_krum": {"f": krum_f},
-            "cosine_trim": {"f": krum_f}}
+            "cosine_trim": {"f": krum_f}, "trend_trim": {"f": krum_f}}
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ def simulate(run: Run) -> dict[str, Any]:
     rng = np.random.default_rng(12345)
     matrix = np.empty((CLIENTS, sum(a.size for a in global_params.values())), dtype=np.float32)
     base_flat = agg.stack_updates([global_params], spec)[0]
+    state = None  # server state (FedAdam moments, reference directions) carried from round to round
     for rnd in range(1, run.rounds + 1):
         counts = []
         for k, rows in enumerate(client_rows):
@@ -106,7 +107,8 @@ def simulate(run: Run) -> dict[str, Any]:
                 matrix[k] = attack_delta(run.attack, matrix[k].copy(), median_norm, rng)
         keep = range(n_attackers, CLIENTS) if oracle else range(CLIENTS)
         updates = [agg.unstack(matrix[k], spec) for k in keep]
-        out = strategy.aggregate(updates, [counts[k] for k in keep])
+        out = strategy.aggregate(updates, [counts[k] for k in keep], state=state)
+        state = out.state
         global_params = agg.apply_aggregate(global_params, out.delta)
         base_flat = agg.stack_updates([global_params], spec)[0]
     set_params(model, global_params)
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attacks", type=_csv, default=list(ATTACKS))
     parser.add_argument("--aggregators", type=_csv, default=list(AGGREGATORS))
     parser.add_argument("--partitions", type=_csv, default=list(PARTITIONS))
-    parser.add_argument("--krum-f", type=int, default=3, help="f for krum, multi_krum and cosine_trim (3)")
+    parser.add_argument("--krum-f", type=int, default=3, help="f for krum, multi_krum, cosine_trim and trend_trim (3)")
     parser.add_argument("--trim-beta", type=float, default=0.3, help="beta for trimmed_mean (0.3)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (each uses one torch thread)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/byzantine.png"))

@@ -30,10 +30,10 @@ ComputeNodes = Annotated[tuple[PublicKey, ...], Len(1, MAX_COMPUTE_NODES)]
 
 ModelName = Literal["mlp", "cnn"]
 AggregatorName = Literal[
-    "fedavg", "perffedavg", "median", "trimmed_mean", "krum", "multi_krum", "cosine_trim", "fedadam",
-    "fedyogi",
+    "fedavg", "perffedavg", "median", "trimmed_mean", "krum", "multi_krum", "cosine_trim", "trend_trim",
+    "fedadam", "fedyogi",
 ]
-ROBUST_AGGREGATORS = frozenset({"median", "trimmed_mean", "krum", "multi_krum", "cosine_trim"})
+ROBUST_AGGREGATORS = frozenset({"median", "trimmed_mean", "krum", "multi_krum", "cosine_trim", "trend_trim"})
 ExclusionReason = Literal[
     "hash_mismatch", "blob_unavailable", "wrong_shape", "non_finite", "norm_bound", "duplicate"
 ]

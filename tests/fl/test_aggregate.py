@@ -181,6 +181,12 @@ def _byzantine_case(attack: str) -> tuple[np.ndarray, np.ndarray]:
     return rows, honest.astype(np.float64).mean(axis=0)
 
 
+def _previous_aggregate(honest_mean: np.ndarray) -> np.ndarray:
+    """A trend reference like last round's aggregate: the honest direction, noisy and shorter."""
+    rng = np.random.default_rng(12)
+    return (0.5 * honest_mean + 0.5 * rng.standard_normal(honest_mean.size)).astype(np.float32)
+
+
 @pytest.mark.parametrize("attack", ["scale", "sign_flip"])
 def test_robust_aggregators_stay_near_the_honest_mean(attack):
     rows, honest_mean = _byzantine_case(attack)
@@ -192,6 +198,8 @@ def test_robust_aggregators_stay_near_the_honest_mean(attack):
         "krum": agg.krum(rows, f=2)[0],
         "multi_krum": agg.multi_krum(rows, ones, f=2)[0],
         "cosine_trim": agg.cosine_trim(rows, ones, f=2)[0],
+        "trend_trim (first round)": agg.trend_trim(rows, ones, None, f=2)[0],
+        "trend_trim": agg.trend_trim(rows, ones, _previous_aggregate(honest_mean), f=2)[0],
     }
     for name, vec in results.items():
         err = np.linalg.norm(vec.astype(np.float64) - honest_mean)
@@ -297,6 +305,8 @@ def _all_outputs(m, workers: int = 1) -> list[bytes]:
         bits(agg.pairwise_sq_distances(m, workers=workers)),
         bits(agg.multi_krum(m, counts, f=2, workers=workers)[0]),
         bits(agg.cosine_trim(m, counts, f=2, norm_cap=1.0, workers=workers)[0]),
+        bits(agg.trend_trim(m, counts, m[3], f=2, min_cosine=0.005, norm_cap=1.0, workers=workers)[0]),
+        bits(agg.trend_trim(m, counts, None, f=3, min_cosine=0.5, workers=workers)[0]),
         bits(agg.dot_products(m, np.ascontiguousarray(m[1]))),
         bits(step[0]),
     ]
@@ -489,3 +499,82 @@ def test_cosine_trim_checks_its_settings():
         agg.cosine_trim(m, [1, 1, 1], f=1)
     out, kept = agg.cosine_trim(np.zeros((3, 4), np.float32), [1, 2, 3], f=1)  # all zero: no division by 0
     assert kept == [1, 2] and not out.any()
+
+
+def _trend_case(flipped: list[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    rng = np.random.default_rng(17)
+    mu = rng.standard_normal(2 * agg.SQSUM_LANES + 77)
+    m = (mu + 0.8 * rng.standard_normal((8, mu.size))).astype(np.float32)
+    for i in flipped:
+        m[i] = -m[i]  # sign-flipped: against the trend
+    m[5] = m[5] * np.float32(50.0)  # scaled: along the trend, but shrunk to the median norm
+    trend = (mu + 0.5 * rng.standard_normal(mu.size)).astype(np.float32)
+    return m, trend, [10, 20, 30, 40, 50, 60, 70, 80]
+
+
+def ref_trend_trim(m: np.ndarray, counts: list[int], reference: list[float], *, f: int, min_cosine: float,
+                   norm_cap: float) -> tuple[np.ndarray, list[int]]:
+    """Slow trend trim on a given reference (no median fallback): pure Python floats."""
+    rows = m.tolist()
+    norms = [math.sqrt(ref_sqsum(r)) for r in rows]
+    ref_norm = math.sqrt(ref_sqsum(reference))
+    cos = [ref_dot(r, reference) / (nr * ref_norm) for r, nr in zip(rows, norms, strict=True)]
+    lowest = sorted(range(len(rows)), key=lambda i: (cos[i], i))[:f]
+    kept = [i for i in range(len(rows)) if not (i in lowest and cos[i] < min_cosine)]
+    typical = sorted(norms)[len(norms) // 2 - 1 : len(norms) // 2 + 1]
+    median_norm = (typical[0] + typical[1]) * 0.5
+    shares = ref_shares([float(counts[i]) for i in kept])
+    coefs = [s * (median_norm / norms[i] if norms[i] > norm_cap * median_norm else 1.0)
+             for s, i in zip(shares, kept, strict=True)]
+    return ref_weighted_sum([rows[i] for i in kept], coefs), kept
+
+
+def test_trend_trim_matches_a_slow_reference():
+    """Drop the updates pointing against the trend (at most f of them); shrink overlong ones."""
+    m, trend, counts = _trend_case(flipped=[1, 6])
+    for f, min_cosine, expect_kept in ((3, 0.0, [0, 2, 3, 4, 5, 7]),  # no honest update dropped
+                                       (2, 0.0, [0, 2, 3, 4, 5, 7]),  # exactly f disagree: trusted
+                                       (4, 0.7, [0, 2, 4, 5])):  # a raised bar: honest 3 (0.698), 7 (0.68)
+        out, kept = agg.trend_trim(m, counts, trend, f=f, min_cosine=min_cosine, norm_cap=3.0)
+        expected, ref_kept = ref_trend_trim(m, counts, trend.tolist(), f=f, min_cosine=min_cosine, norm_cap=3.0)
+        assert kept == ref_kept == expect_kept
+        assert bits(out) == bits(expected)
+
+
+def test_trend_trim_lets_the_median_decide_without_a_trusted_trend():
+    """No reference, a zero one, or more than f updates disagreeing with it: the coordinate median decides."""
+    m, trend, counts = _trend_case(flipped=[1, 6])
+    median = agg.coordinate_median(m)
+    for f in (1, 3):
+        on_median = agg.trend_trim(m, counts, median, f=f)
+        slow, _ = ref_trend_trim(m, counts, median.tolist(), f=f, min_cosine=0.0, norm_cap=3.0)
+        assert bits(on_median[0]) == bits(slow)
+        for reference in (None, np.zeros_like(trend), -trend):  # -trend: six of eight disagree
+            out, kept = agg.trend_trim(m, counts, reference, f=f)
+            assert kept == on_median[1] and bits(out) == bits(on_median[0])
+    # two disagree with the trend but f = 1: in doubt, so the median ranks; it drops only the lowest
+    out, kept = agg.trend_trim(m, counts, trend, f=1)
+    assert len(kept) == 7 and bits(out) == bits(agg.trend_trim(m, counts, None, f=1)[0])
+
+
+def test_trend_trim_checks_its_settings():
+    m, trend, counts = _trend_case(flipped=[])
+    with pytest.raises(AggregationError):
+        agg.trend_trim(m, counts, trend, f=8)
+    with pytest.raises(AggregationError):
+        agg.trend_trim(m, counts, trend, f=1, norm_cap=0.5)
+    with pytest.raises(AggregationError):
+        agg.trend_trim(m, counts, trend, f=1, min_cosine=1.5)
+    with pytest.raises(AggregationError):
+        agg.trend_trim(m, counts[:3], trend, f=1)
+    with pytest.raises(AggregationError):
+        agg.trend_trim(m, counts, trend.astype(np.float64), f=1)
+    with pytest.raises(AggregationError):
+        agg.trend_trim(m, counts, trend[:-1], f=1)
+    inf = trend.copy()
+    inf[3] = np.inf
+    with pytest.raises(AggregationError):
+        agg.trend_trim(m, counts, inf, f=1)
+    zeros = np.zeros((3, 4), np.float32)
+    out, kept = agg.trend_trim(zeros, [1, 2, 3], np.ones(4, np.float32), f=1)  # no division by 0
+    assert kept == [0, 1, 2] and not out.any()

@@ -61,6 +61,7 @@ __all__ = [
     "krum",
     "multi_krum",
     "cosine_trim",
+    "trend_trim",
     "adam_server_step",
     "yogi_server_step",
     "apply_aggregate",
@@ -663,6 +664,71 @@ def cosine_trim(
         for d, norm in zip(dot_products(rows, reference).tolist(), norms, strict=True)
     ]
     kept = sorted(sorted(range(n), key=lambda i: (cosines[i], i))[f:])
+    shares = data_shares([counts[i] for i in kept]).tolist()
+    coefs = [
+        share * (typical / norms[i] if norms[i] > norm_cap * typical else 1.0)
+        for share, i in zip(shares, kept, strict=True)
+    ]
+    return weighted_sum([rows[i] for i in kept], coefs, workers=workers), kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Trend trim: drop the updates that point against the direction training has been moving
+
+
+def trend_trim(
+    updates: Updates,
+    num_samples: Sequence[float],
+    reference: np.ndarray | None,
+    *,
+    f: int,
+    min_cosine: float = 0.0,
+    norm_cap: float = 3.0,
+    workers: int = 1,
+) -> tuple[np.ndarray, list[int]]:
+    """Sample-weighted mean after dropping up to ``f`` updates whose cosine to ``reference`` is below ``min_cosine``.
+
+    The reference is server state: the previous round's aggregate delta (or a momentum of it). A
+    sign-flipped update points against the direction honest training has been moving, even when
+    it agrees with the coordinate median; an honest update rarely does, so none is dropped just for
+    ranking low (as ``cosine_trim`` must). Lowest cosines go first, ties to the lower index. The
+    coordinate-wise median stands in for the reference when there is none or it is zero (the first
+    round), and when more than ``f`` updates disagree with it: then the reference itself is in
+    doubt (attackers steered an earlier aggregate), and the majority decides. Updates longer than
+    ``norm_cap`` times the median norm are shrunk to it, as in ``cosine_trim``. Canonical like
+    ``cosine_trim``. Returns the aggregate and the kept indices.
+    """
+    rows = _rows(updates)
+    n = len(rows)
+    if not 0 <= f < n:
+        raise AggregationError(f"trend_trim needs 0 <= f < {n} (updates)")
+    if not (math.isfinite(norm_cap) and norm_cap >= 1.0):
+        raise AggregationError("trend_trim needs a finite norm_cap >= 1")
+    if not -1.0 <= min_cosine <= 1.0:
+        raise AggregationError("trend_trim needs -1 <= min_cosine <= 1")
+    counts = list(num_samples)
+    if len(counts) != n:
+        raise AggregationError(f"{n} updates but {len(counts)} sample counts")
+    if reference is not None and (reference.dtype != np.float32 or reference.shape != rows[0].shape):
+        raise AggregationError("the trend reference must be a float32 vector as long as the updates")
+    norms = [math.sqrt(v) for v in sq_norms(rows).tolist()]
+    typical = _median_of(norms)
+
+    def cosines_to(ref: np.ndarray) -> list[float]:
+        ref_norm = math.sqrt(sq_norm(ref))
+        if not math.isfinite(ref_norm):
+            raise AggregationError("the trend reference is not finite")
+        return [
+            d / (norm * ref_norm) if norm > 0.0 and ref_norm > 0.0 else 0.0
+            for d, norm in zip(dot_products(rows, ref).tolist(), norms, strict=True)
+        ]
+
+    cosines = cosines_to(reference) if reference is not None else []  # all zero: no direction to follow
+    if not any(cosines) or sum(c < min_cosine for c in cosines) > f:
+        cosines = cosines_to(coordinate_median(rows, workers=workers))
+    lowest = sorted(range(n), key=lambda i: (cosines[i], i))[:f]
+    dropped = {i for i in lowest if cosines[i] < min_cosine}
+    kept = [i for i in range(n) if i not in dropped]
     shares = data_shares([counts[i] for i in kept]).tolist()
     coefs = [
         share * (typical / norms[i] if norms[i] > norm_cap * typical else 1.0)

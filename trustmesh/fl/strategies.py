@@ -30,6 +30,7 @@ __all__ = [
     "Krum",
     "MultiKrum",
     "CosineTrim",
+    "TrendTrim",
     "FedAdam",
     "FedYogi",
     "STRATEGIES",
@@ -41,7 +42,10 @@ Params = dict[str, np.ndarray]
 
 @dataclass(frozen=True, kw_only=True)
 class ServerOptState:
-    """FedAdam/FedYogi moments, named like the model's tensors; stored as a blob hashed with the result."""
+    """Server state named like the model's tensors, kept as a blob hashed with the result.
+
+    FedAdam/FedYogi: the moments m and v. TrendTrim: its reference direction in m, v all zeros.
+    """
 
     m: Params
     v: Params
@@ -236,6 +240,48 @@ class CosineTrim(Strategy):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrendTrim(Strategy):
+    """Drops up to f updates pointing against the previous rounds' aggregate (server state), caps norms.
+
+    The reference travels as ``ServerOptState.m`` (``v`` stays zero, so the blob keeps the
+    FedAdam layout the round protocol already stores and hashes); without one the median stands in.
+    """
+
+    name: ClassVar[str] = "trend_trim"
+    robust: ClassVar[bool] = True
+    f: int = 1
+    min_cosine: float = 0.0  # below this cosine to the reference an update may be dropped
+    norm_cap: float = 3.0  # longer than norm_cap x the median norm: shrunk to the median norm
+    momentum: float = 0.0  # next reference = momentum x reference + (1 - momentum) x this aggregate
+
+    def __post_init__(self) -> None:
+        if self.f < 0:
+            raise ConfigError("trend_trim: f must be >= 0")
+        if not -1.0 <= self.min_cosine <= 1.0:
+            raise ConfigError("trend_trim: min_cosine must lie in [-1, 1]")
+        if not (math.isfinite(self.norm_cap) and self.norm_cap >= 1.0):
+            raise ConfigError("trend_trim: norm_cap must be finite and >= 1")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError("trend_trim: momentum must lie in [0, 1)")
+
+    def combine(self, matrix, weights, metrics, state, spec):  # type: ignore[no-untyped-def]
+        reference = None
+        if state is not None:
+            if [(k, a.shape) for k, a in state.m.items()] != list(spec):
+                raise agg.AggregationError(f"{self.name}: server state does not match the model")
+            reference = agg.stack_updates([state.m], spec)[0]
+        f = min(self.f, matrix.shape[0] - 1)
+        vec, kept = agg.trend_trim(matrix, weights, reference, f=f, min_cosine=self.min_cosine,
+                                   norm_cap=self.norm_cap, workers=self.workers)
+        if reference is None or self.momentum == 0.0:
+            trend = vec.copy()
+        else:
+            trend = agg.weighted_sum([reference, vec], [self.momentum, 1.0 - self.momentum])
+        new_state = ServerOptState(m=agg.unstack(trend, spec), v=agg.unstack(np.zeros_like(trend), spec))
+        return vec, tuple(kept), new_state
+
+
+@dataclass(frozen=True, kw_only=True)
 class FedAdam(Strategy):
     """FedAdam (Reddi et al. 2021): the FedAvg delta is a pseudo-gradient for a server Adam step."""
 
@@ -275,7 +321,7 @@ class FedYogi(FedAdam):
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (FedAvg, PerfFedAvg, Median, TrimmedMean, Krum, MultiKrum, CosineTrim, FedAdam, FedYogi)
+    for cls in (FedAvg, PerfFedAvg, Median, TrimmedMean, Krum, MultiKrum, CosineTrim, TrendTrim, FedAdam, FedYogi)
 }
 
 
