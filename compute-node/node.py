@@ -260,10 +260,12 @@ class ComputeNode:
         return self._keep_time_moving(workflow)
 
     def _my_turn(self, workflow: WorkflowRecord, record: RoundRecord) -> bool:
-        """Whether this node aggregates the round now: its leader (the compute nodes not barred from
-        it take turns by round number) at once, any other once LEADER_GRACE has passed."""
+        """Whether this node aggregates the round now: its leader (the first compute node in key order
+        not barred from it) at once, any other once LEADER_GRACE has passed. The leader does not take
+        turns: the node that evaluated a round writes its history while the next one starts, and
+        should not be the one the next close waits for."""
         candidates = sorted(k for k in workflow.compute_nodes if k not in record.barred)
-        if not candidates or candidates[record.round % len(candidates)] == self.key:
+        if not candidates or candidates[0] == self.key:
             return True
         since = self._progress.closable_since.setdefault((workflow.workflow_id, record.round), time.monotonic())
         return time.monotonic() - since >= self.leader_grace

@@ -178,13 +178,12 @@ class Participant:
         return params
 
     def _prefetch(self, workflow: WorkflowRecord, record: RoundRecord) -> None:
-        """Fetch and check a round's posted model while it is evaluated: if it is accepted, it is the
-        next round's base, and training starts the moment that round opens."""
-        if record.round in self._prefetched or record.result is None:
+        """Fetch and check the model a settled round made current (its hash is on the chain): it is
+        the next round's base, and training starts the moment that round opens."""
+        if record.round in self._prefetched or record.status not in ("accepted", "rejected", "failed"):
             return
         try:
-            self._model(workflow, record.result.model_hash)
-            self._model(workflow, workflow.model_hash)  # the base if the result is rejected
+            self._model(workflow, workflow.model_hash)
         except BaseModelRefused as exc:
             LOGGER.debug("round %s: no prefetch (%s)", record.round, exc)
             return

@@ -27,31 +27,44 @@ EVENT_TYPES = (
 SETTLED_EVENTS = ("federation/model-accepted", "federation/model-rejected", "federation/round-failed")
 """A round reached its verdict: the coordinator may open the next one."""
 
-PARTICIPANT_EVENTS = ("federation/round-opened", "federation/result-posted", "federation/secagg-phase",
-                      *SETTLED_EVENTS)
-"""What a participant acts on: a round to train for, a posted model to prefetch, a secure-aggregation
-phase to answer, the end of a round."""
+PARTICIPANT_EVENTS = ("federation/round-opened", "federation/secagg-phase", *SETTLED_EVENTS)
+"""What a participant acts on: a round to train for, a secure-aggregation phase to answer, a verdict
+(the accepted model to prefetch, or the end of the workflow). Not ``result-posted``: fetching then
+would compete with the attestation, which the round waits on."""
 
 COORDINATOR_EVENTS = ("federation/workflow-registered", *SETTLED_EVENTS)
 """What the coordinator acts on: the workflow on-chain, and each round's verdict."""
 
 
 class Waker:
-    """``wait(timeout)`` returns early when an event of ``workflow_id`` commits."""
+    """``wait(timeout)`` returns early when an event of ``workflow_id`` commits (one of ``events``)."""
 
     def __init__(self, client: LedgerClient, workflow_id: str | None,
                  *, events: Iterable[str] = EVENT_TYPES) -> None:
-        filters = {"workflow_id": workflow_id} if workflow_id else None
+        self._client = client
+        self._filters = {"workflow_id": workflow_id} if workflow_id else None
         self._stream: EventStream | None = None
         self._wake_on: frozenset[str] = frozenset(events)
+        self._stream = self._subscribe(self._wake_on)
+
+    def _subscribe(self, events: frozenset[str]) -> EventStream | None:
         try:
-            self._stream = client.subscribe([subscription(t, filters) for t in EVENT_TYPES])
+            return self._client.subscribe([subscription(t, self._filters) for t in sorted(events)])
         except LedgerError as exc:
             LOGGER.warning("no event subscription (%s); polling the chain instead", exc)
+            return None
 
     def wake_on(self, events: Iterable[str]) -> None:
-        """Only these event types cut a wait short from now on (the others are dropped)."""
-        self._wake_on = frozenset(events)
+        """Subscribe to these event types only, from now on: the validator no longer sends the others
+        (a participant need not decode ten ``submitted`` events a round). Nothing is lost in the
+        switch that matters: a node reads the chain after every wait anyway."""
+        wanted = frozenset(events)
+        if wanted == self._wake_on:
+            return
+        old, self._wake_on = self._stream, wanted
+        self._stream = self._subscribe(wanted)
+        if old is not None:
+            old.close()
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True if an event arrived (with every event queued with it)."""
