@@ -243,7 +243,9 @@ def print_table(result: dict[str, Any]) -> None:
         f"{p} {_f(mean([r['phases'][p] for r in steady]), '.2f')}" for p in PHASES))
     print(f"participant side of 'submissions': wake+fetch {_f(mean([r['dispatch_s'] for r in steady]), '.2f')} s, "
           f"training (slowest) {_f(mean([r['slowest_train_s'] for r in steady]), '.2f')} s, "
-          f"after training to committed {_f(mean([r['submit_tail_s'] for r in steady]), '.2f')} s; "
+          f"after training to committed {_f(mean([r['submit_tail_s'] for r in steady]), '.2f')} s "
+          f"(own work before sending {_f(mean([r.get('local_work_s') for r in steady]), '.2f')} s, "
+          f"last send to commit {_f(mean([r.get('send_to_commit_s') for r in steady]), '.2f')} s); "
           f"block interval {_f(mean([r['block_interval_s'] for r in steady]), '.2f')} s")
     print(f"compute node's own timings (CouchDB): evaluate {_f(mean([r['history_timings'].get('evaluate_seconds') for r in steady]), '.3f')} s, "
           f"aggregate {_f(mean([r['history_timings'].get('aggregate_seconds') for r in steady]), '.3f')} s; "
@@ -275,6 +277,8 @@ def summarize(result: dict[str, Any], prefix: str) -> dict[str, Any]:
         f"{prefix}_phase_s_steady": {p: r3(mean([r["phases"][p] for r in steady])) for p in PHASES},
         f"{prefix}_wake_fetch_s": r3(mean([r["dispatch_s"] for r in rows])),
         f"{prefix}_submit_tail_s": r3(mean([r["submit_tail_s"] for r in rows])),
+        f"{prefix}_local_work_s": r3(mean([r.get("local_work_s") for r in rows])),
+        f"{prefix}_send_to_commit_s": r3(mean([r.get("send_to_commit_s") for r in rows])),
         f"{prefix}_blocks_per_round": r3(mean([float(r["chain_blocks"]) for r in rows])),
         f"{prefix}_block_interval_s": r3(mean([r["block_interval_s"] for r in rows])),
         f"{prefix}_chain_bytes_per_round": r3(mean([float(r["chain_bytes"]) for r in rows])),

@@ -3,7 +3,9 @@
 The stock participant computes its training seconds but does not log them, and the benchmark's
 overhead figure needs them (round wall time minus the slowest participant's training time). This
 wrapper wraps the participant module's ``train_local`` with a wall-clock timer, appends one JSON
-line per call to the file named by ``W1_TRAIN_LOG``, then runs the ordinary CLI entry point.
+line per call to the file named by ``W1_TRAIN_LOG``, then runs the ordinary CLI entry point. It also
+stamps when each submission leaves (after local evaluation and encoding) and when it committed, so
+the tail after training splits into the participant's own work and the ledger's.
 
     W1_TRAIN_LOG=train.jsonl python bench/w1_participant.py iot participant --workflow-id ... (same args)
 """
@@ -36,6 +38,17 @@ def install_timer(path: str) -> None:
         return result
 
     participant.train_local = timed_train_local
+    send = participant.submit_envelope
+
+    def timed_submit_envelope(*args: Any, **kwargs: Any) -> Any:
+        started = time.time()
+        digest = send(*args, **kwargs)
+        line = {"round": int(kwargs["round_no"]), "submit_start": started, "committed": time.time()}
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+        return digest
+
+    participant.submit_envelope = timed_submit_envelope
 
 
 def main() -> int:

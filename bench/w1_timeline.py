@@ -90,14 +90,21 @@ class EventLog:
 
 
 def read_training(paths: list[Path]) -> dict[int, list[dict[str, Any]]]:
-    """Per round, the timed training calls of every participant."""
+    """Per round, the timed training calls of every participant (with ``submit_start`` added: when
+    that participant's submission left, after its local evaluation and encoding)."""
     rounds: dict[int, list[dict[str, Any]]] = {}
     for path in paths:
         if not path.exists():
             continue
+        trained: dict[int, dict[str, Any]] = {}
         for line in path.read_text().splitlines():
             if line.strip():
                 item = json.loads(line)
+                if "submit_start" in item:
+                    if int(item["round"]) in trained:
+                        trained[int(item["round"])]["submit_start"] = item["submit_start"]
+                    continue
+                trained[int(item["round"])] = item
                 rounds.setdefault(int(item["round"]), []).append(item)
     return rounds
 
@@ -137,6 +144,10 @@ def round_timing(log: EventLog, round_no: int, training: list[dict[str, Any]]) -
     # (round opened -> last training start), and encoding + submitting after training.
     start_lag = max((t["start"] for t in training), default=None)
     end_last = max((t["end"] for t in training), default=None)
+    # The tail after training: each participant's own work (local evaluation, delta, encoding) until
+    # its submission leaves, then hashing, the Redis SET, the transaction and its block.
+    sent_last = max((t["submit_start"] for t in training if "submit_start" in t), default=None)
+    local_work = max((t["submit_start"] - t["end"] for t in training if "submit_start" in t), default=None)
     blocks = [(at, num) for at, num in log.block_commits()
               if opened is not None and end is not None and opened < at <= end]
     intervals = [b[0] - a[0] for a, b in zip(blocks, blocks[1:], strict=False)]
@@ -146,6 +157,7 @@ def round_timing(log: EventLog, round_no: int, training: list[dict[str, Any]]) -
         "slowest_train_s": slowest, "slowest_train_wall_s": slowest_wall,
         "overhead_s": None if seconds is None or slowest is None else seconds - slowest,
         "dispatch_s": _gap(start_lag, opened), "submit_tail_s": _gap(last_submission, end_last),
+        "local_work_s": local_work, "send_to_commit_s": _gap(last_submission, sent_last),
         "phases": phases, "blocks": len(blocks),
         "block_interval_s": statistics.fmean(intervals) if intervals else None,
     }
