@@ -361,6 +361,7 @@ def test_canonical_bytes_are_pinned(monkeypatch):
         "fedavg": "322a5ef9c6a1e70aea7f79e878299d3a62ccafee664491120dc63d10ea93baa1",
         "perffedavg": "4c5667021457b6bf0bb2efa690c1cf885243cce5cdef0a1c10ab0e92879cec4d",
         "multi_krum": "0f94184ec48771df85e80b97322f7450d699eeb3d5f3e3ab8216d686a86fbd69",
+        "trend_trim": "c89b840af383d4f96eb159e4d74b53484f63f3e26d2123129a58d3aa6b7f5269",  # pinned at its start
     }
 
     def digests(workers: int) -> dict[str, str]:
@@ -368,6 +369,8 @@ def test_canonical_bytes_are_pinned(monkeypatch):
             "fedavg": agg.fedavg(m, counts, workers=workers),
             "perffedavg": agg.perffedavg(m, counts, [0.1 * i for i in range(12)], alpha=0.3, workers=workers),
             "multi_krum": agg.multi_krum(m, counts, f=2, workers=workers)[0],
+            "trend_trim": agg.trend_trim(m, counts, m[1].copy(), f=3, min_cosine=0.01, norm_cap=1.5,
+                                         workers=workers)[0],
         }
         return {name: hashlib.sha256(out.tobytes()).hexdigest() for name, out in outs.items()}
 
