@@ -53,6 +53,19 @@ def _model_blob(dataplane: DataPlane, archive: ModelArchive | None, workflow_id:
     return blob
 
 
+def _state_in_effect(chain: Chain, workflow_id: str, round_no: int) -> str | None:
+    """The server-optimizer state a round started from: that of the last round accepted before it.
+
+    Only an accepted round moves the workflow's state on (a rejected one leaves it), as the ledger's
+    ``record_evaluation`` does; rounds are walked back from ``round_no - 1``.
+    """
+    for earlier in range(round_no - 1, 0, -1):
+        previous = chain.round(workflow_id, earlier)
+        if previous is not None and previous.status == "accepted" and previous.result is not None:
+            return previous.result.aggregator_state_hash
+    return None
+
+
 def verify_round(*, chain: Chain, dataplane: DataPlane, workflow_id: str, round_no: int,
                  archive: ModelArchive | None = None) -> Verification:
     report = Verification(workflow_id, round_no)
@@ -101,10 +114,13 @@ def verify_round(*, chain: Chain, dataplane: DataPlane, workflow_id: str, round_
         return report
 
     state = None
-    if result.aggregator_state_hash and record.round > 1:
-        previous = chain.round(workflow_id, record.round - 1)
-        prev_state = previous.result.aggregator_state_hash if previous and previous.result else None
-        state = _model_blob(dataplane, archive, workflow_id, prev_state) if prev_state else None
+    prev_state = _state_in_effect(chain, workflow_id, record.round) if result.aggregator_state_hash else None
+    if prev_state is not None:
+        state = _model_blob(dataplane, archive, workflow_id, prev_state)
+        if state is None or sha512_hex(state) != prev_state:
+            report.add("server state", False, "the aggregator state this round started from is no longer available",
+                       unavailable=True)
+            return report
     secagg = chain.secagg(workflow_id, record.round)
     try:
         recomputed = compute_result(
