@@ -1,0 +1,125 @@
+"""The round's fast path, in-process on the in-memory ledger with both real transaction handlers.
+
+One compute node leads (the first key in order) and posts; the other computes the same result and
+sends its attestation, the evaluate claim and the evaluation as one batch (one block), refused when
+it comes before the post. A silent leader is replaced after the grace. A participant's waker stops
+receiving the events its node does not act on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trustmesh.chain import Chain
+from trustmesh.compute.node import ComputeNode
+from trustmesh.dataplane.store import MemoryDataPlane
+from trustmesh.iot.coordinator import Coordinator
+from trustmesh.iot.participant import Participant
+from trustmesh.ledger.keys import new_signer
+from trustmesh.ledger.memory import MemoryLedger
+from trustmesh.tp.federation.handler import FederationHandler
+from trustmesh.tp.iot_data.handler import IotDataHandler
+from trustmesh.wakeup import PARTICIPANT_EVENTS, Waker
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist-federated.json"
+WF = "pipeline"
+
+
+class Round:
+    """A ledger, a data plane, a coordinator, three participants and two compute nodes."""
+
+    def __init__(self, *, leader_grace: float = 2.0) -> None:
+        self.plane = MemoryDataPlane()
+        self.ledger = MemoryLedger(handlers=[FederationHandler(), IotDataHandler(dataplane=self.plane)])
+        chains = {name: Chain(client=self.ledger, signer=new_signer())
+                  for name in ("coordinator", "p0", "p1", "p2", "c0", "c1")}
+        self.reader = chains["coordinator"]
+        doc = json.loads(EXAMPLE.read_text())
+        doc.update(workflow_id=WF, expected_nodes=3, rounds=2)
+        doc["local_training"]["local_epochs"] = 1
+        doc["data"]["num_partitions"] = 3
+        doc["federation_config"].update(
+            coordinator_node=chains["coordinator"].public_key, min_nodes_required=3,
+            participant_nodes=[chains[p].public_key for p in ("p0", "p1", "p2")],
+            compute_nodes=[chains["c0"].public_key, chains["c1"].public_key], attestations_required=1,
+        )
+        self.coordinator = Coordinator(chain=chains["coordinator"], doc=doc, dataplane=self.plane, start_wait=0)
+        self.coordinator.register()
+        self.participants = [Participant(chain=chains[p], dataplane=self.plane, workflow_id=WF, partition=i)
+                             for i, p in enumerate(("p0", "p1", "p2"))]
+        nodes = [ComputeNode(chain=chains[c], dataplane=self.plane, workflow_ids=[WF], heartbeat_every=1e9,
+                             leader_grace=leader_grace) for c in ("c0", "c1")]
+        self.leader, self.follower = sorted(nodes, key=lambda n: n.key)
+
+    def submit_all(self) -> None:
+        for participant in self.participants:
+            assert participant.step(self.reader.workflow(WF)) is not None
+
+    def current(self) -> Any:
+        return self.reader.round(WF, self.reader.workflow(WF).last_round)
+
+
+@pytest.fixture(scope="module")
+def settled() -> tuple[Round, list[tuple[str, int, str]]]:
+    """Round 1 driven step by step; the block height and round status after each step."""
+    stack = Round()
+    seen = []
+    assert stack.coordinator.step() == "opened"
+    stack.participants[0].step(stack.reader.workflow(WF))
+    stack.follower.step(WF)  # one submission in: the follower screens it ahead
+    stack.participants[1].step(stack.reader.workflow(WF))
+    stack.participants[2].step(stack.reader.workflow(WF))
+    for who, node in (("follower", stack.follower), ("leader", stack.leader), ("follower", stack.follower)):
+        node.step(WF)
+        seen.append((who, stack.ledger.head_block_num, stack.current().status))
+    return stack, seen
+
+
+def test_the_leader_posts_and_the_other_node_attests_and_evaluates_in_one_block(settled: Any) -> None:
+    stack, seen = settled
+    (_, before, status_1), (_, posted, status_2), (_, attested, status_3) = seen
+    assert status_1 == "open"  # the follower's attestation came before the post: refused, no block
+    assert (status_2, posted) == ("aggregated", before + 1)  # close, claim and post: one block
+    assert (status_3, attested) == ("accepted", posted + 1)  # attest, claim, evaluation: one block
+    record = stack.current()
+    assert record.result.aggregator == stack.leader.key
+    assert record.attestations == (stack.follower.key,)
+    assert record.evaluation.evaluator == stack.follower.key
+    assert len(record.result.included) == 3
+
+
+def test_the_accepted_model_is_fetched_at_the_verdict(settled: Any) -> None:
+    stack, _ = settled
+    participant = stack.participants[0]
+    workflow = stack.reader.workflow(WF)
+    assert participant.step(workflow) is None  # round 1 is settled: nothing to submit
+    key = f"model:{{{WF}}}:{workflow.model_hash}"
+    stack.plane.tamper(key, b"not the model")  # Redis loses it: the checked copy is already here
+    assert participant.base_model(workflow, stack.current()) is not None
+
+
+def test_a_silent_leader_is_replaced_after_the_grace() -> None:
+    patient, eager = Round(leader_grace=3600), Round(leader_grace=0)
+    for stack in (patient, eager):
+        assert stack.coordinator.step() == "opened"
+        stack.submit_all()
+        stack.follower.step(WF)
+    assert patient.current().status == "open"  # waits for its leader
+    record = eager.current()
+    assert record.status == "aggregated" and record.result.aggregator == eager.follower.key
+
+
+def test_a_narrowed_waker_is_not_woken_by_submissions() -> None:
+    stack = Round()
+    broad, narrow = Waker(stack.ledger, WF), Waker(stack.ledger, WF)
+    narrow.wake_on(PARTICIPANT_EVENTS)
+    assert stack.coordinator.step() == "opened"
+    assert broad.wait(1.0) and narrow.wait(1.0)  # round-opened wakes both
+    stack.participants[0].step(stack.reader.workflow(WF))
+    assert broad.wait(1.0)
+    assert not narrow.wait(0.05)  # a submitted event is not sent to it at all
+    broad.close()
+    narrow.close()
