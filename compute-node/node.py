@@ -469,6 +469,8 @@ class ComputeNode:
         mark = (workflow.workflow_id, model_hash)
         if mark not in self._evaluations:
             blob = result.model_bytes if result is not None else self._model_blob(workflow, model_hash)
+            if blob is not None and result is not None:
+                self._keep_model(workflow, model_hash, blob)  # verified: it hashes to model_hash
             if blob is None:
                 raise TrustMeshError(f"model {model_hash[:12]}… of round {record.round} is unavailable")
             model = build_model(workflow.spec.model)
@@ -555,7 +557,7 @@ class ComputeNode:
                             secagg=self.chain.secagg(workflow.workflow_id, record.round))
         model_blob = None
         if record.status == "accepted" and record.result is not None:
-            model_blob = self.dataplane.get_model(workflow.workflow_id, record.result.model_hash)
+            model_blob = self._model_blob(workflow, record.result.model_hash)
         self.history.record_round(doc, model_blob=model_blob, workflow=workflow)
         if self.on_result is not None:
             self.on_result(workflow.workflow_id, record)
