@@ -6,6 +6,7 @@ chain records for the round; a model that does not match is refused and the roun
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,8 @@ from trustmesh.fl.partition import client_partition
 from trustmesh.fl.train import evaluate, train_local
 from trustmesh.iot.secagg_participant import SecAggRounds
 from trustmesh.iot.transaction_initiator import submit_envelope
-from trustmesh.wakeup import PARTICIPANT_EVENTS, wake_only_on
+from trustmesh.ledger.events import attribute
+from trustmesh.wakeup import PARTICIPANT_EVENTS, ROUND_OPENED, wake_only_on, woken_by
 
 LOGGER = logging.getLogger(__name__)
 
@@ -102,9 +104,10 @@ class Participant:
         """Submit to every open round until the workflow completes or ``stop()`` is true."""
         submitted: list[SubmittedRound] = []
         wake_only_on(self.wait, PARTICIPANT_EVENTS)
+        workflow: WorkflowRecord | None = None
         while not stop():
             try:
-                workflow = self.chain.workflow(self.workflow_id)
+                workflow, opened = self._fresh(workflow)
                 if workflow is not None:
                     self.local_data(workflow)  # ready to train before announcing liveness
                     if time.monotonic() - self._alive_at >= ALIVE_EVERY:
@@ -112,7 +115,7 @@ class Participant:
                         self._alive_at = time.monotonic()
                 if workflow is not None and workflow.status == "completed":
                     return submitted
-                outcome = self.step(workflow) if workflow is not None else None
+                outcome = self.step(workflow, opened) if workflow is not None else None
                 if outcome is not None:
                     # No re-read now: the round stays open until the others submit, and what comes
                     # next (its result, the next round) arrives as an event.
@@ -122,8 +125,23 @@ class Participant:
             self.wait(self.poll_interval)
         return submitted
 
-    def step(self, workflow: WorkflowRecord) -> SubmittedRound | None:
-        """Submit to the current round if it is open and this node has not submitted yet."""
+    def _fresh(self, known: WorkflowRecord | None) -> tuple[WorkflowRecord | None, RoundRecord | None]:
+        """The workflow as it stands, and the round when the wake-up was its round-opened event.
+
+        The workflow's spec and members never change; when a round-opened event woke this node and
+        the workflow is known, reading that round's record (open, with its base model hash) is the
+        one chain read the round needs, instead of the workflow and then the round."""
+        opened = [int(e_round) for e in woken_by(self.wait)
+                  if e.event_type == ROUND_OPENED and (e_round := attribute(e, "round") or "").isdigit()]
+        if known is not None and opened and not known.spec.privacy.secure_aggregation.enabled:
+            record = self.chain.round(self.workflow_id, max(opened))
+            if record is not None and record.status == "open" and record.round > known.last_round:
+                return dataclasses.replace(known, last_round=record.round, model_hash=record.base_model_hash), record
+        return self.chain.workflow(self.workflow_id), None
+
+    def step(self, workflow: WorkflowRecord, record: RoundRecord | None = None) -> SubmittedRound | None:
+        """Submit to the current round if it is open and this node has not submitted yet (``record``:
+        that round's record when the caller has just read it)."""
         if self.chain.public_key not in workflow.participants or not workflow.last_round:
             return None
         secagg = workflow.spec.privacy.secure_aggregation.enabled
@@ -131,7 +149,8 @@ class Participant:
             self._first_round = workflow.last_round
         if not secagg and workflow.last_round in self._done_rounds and workflow.last_round in self._prefetched:
             return None  # submitted, and its posted model is here: nothing to do until the next round opens
-        record = self.chain.round(self.workflow_id, workflow.last_round)
+        if record is None or record.round != workflow.last_round:
+            record = self.chain.round(self.workflow_id, workflow.last_round)
         if record is not None and workflow.spec.privacy.secure_aggregation.enabled:
             return self._secagg.step(workflow, record)
         if record is None:

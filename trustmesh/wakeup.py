@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from sawtooth_sdk.protobuf.events_pb2 import Event
+
 from trustmesh.errors import LedgerError
 from trustmesh.ledger.client import LedgerClient
 from trustmesh.ledger.events import EventStream, subscription
@@ -23,6 +25,8 @@ EVENT_TYPES = (
     "federation/result-verified", "federation/result-disputed", "federation/model-accepted",
     "federation/model-rejected", "federation/secagg-phase", "federation/secagg-acted", "iot-data/submitted",
 )
+
+ROUND_OPENED = "federation/round-opened"
 
 SETTLED_EVENTS = ("federation/model-accepted", "federation/model-rejected", "federation/round-failed")
 """A round reached its verdict: the coordinator may open the next one."""
@@ -46,6 +50,8 @@ class Waker:
         self._stream: EventStream | None = None
         self._wake_on: frozenset[str] = frozenset(events)
         self._stream = self._subscribe(self._wake_on)
+        self.woken_by: tuple[Event, ...] = ()
+        """The events that ended the last wait (none after a timeout)."""
 
     def _subscribe(self, events: frozenset[str]) -> EventStream | None:
         try:
@@ -68,6 +74,7 @@ class Waker:
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True if an event arrived (with every event queued with it)."""
+        self.woken_by = ()
         if self._stream is None:
             time.sleep(timeout)
             return False
@@ -78,22 +85,31 @@ class Waker:
                 if event is None:
                     break
                 if event.event_type in self._wake_on:
-                    self._drain()
+                    self.woken_by = (event, *self._drain())
                     return True
         except LedgerError:
             pass
         time.sleep(max(0.0, deadline - time.monotonic()))  # a closed stream returns at once
         return False
 
-    def _drain(self) -> None:
+    def _drain(self) -> list[Event]:
         """Take the events already queued: one chain read after a burst answers for all of them."""
         assert self._stream is not None
-        while self._stream.get(timeout=0) is not None:
-            pass
+        taken = []
+        while (event := self._stream.get(timeout=0)) is not None:
+            if event.event_type in self._wake_on:
+                taken.append(event)
+        return taken
 
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+
+
+def woken_by(wait: Callable[[float], object]) -> tuple[Event, ...]:
+    """The events that ended ``wait``'s last call when it is a :class:`Waker`'s (else none)."""
+    waker = getattr(wait, "__self__", None)
+    return waker.woken_by if isinstance(waker, Waker) else ()
 
 
 def wake_only_on(wait: Callable[[float], object], events: Iterable[str]) -> None:

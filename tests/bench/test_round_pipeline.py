@@ -97,8 +97,11 @@ def test_the_accepted_model_is_fetched_at_the_verdict(settled: Any) -> None:
     workflow = stack.reader.workflow(WF)
     assert participant.step(workflow) is None  # round 1 is settled: nothing to submit
     key = f"model:{{{WF}}}:{workflow.model_hash}"
+    original = stack.plane.get_model(WF, workflow.model_hash)
+    assert original is not None
     stack.plane.tamper(key, b"not the model")  # Redis loses it: the checked copy is already here
     assert participant.base_model(workflow, stack.current()) is not None
+    stack.plane.tamper(key, original)
 
 
 def test_a_silent_leader_is_replaced_after_the_grace() -> None:
@@ -123,3 +126,37 @@ def test_a_narrowed_waker_is_not_woken_by_submissions() -> None:
     assert not narrow.wait(0.05)  # a submitted event is not sent to it at all
     broad.close()
     narrow.close()
+
+
+class _CountingReads:
+    """The ledger, counting state reads."""
+
+    def __init__(self, inner: MemoryLedger) -> None:
+        self.inner, self.reads = inner, 0
+
+    def get_state(self, address: str) -> bytes | None:
+        self.reads += 1
+        return self.inner.get_state(address)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_round_opened_wake_costs_one_chain_read(settled: Any) -> None:
+    """Woken by round-opened, a participant that knows the workflow reads that round's record only."""
+    stack, _ = settled
+    waker = Waker(stack.ledger, WF)
+    waker.wake_on(PARTICIPANT_EVENTS)
+    counting = _CountingReads(stack.ledger)
+    signer = stack.participants[1].chain.signer
+    participant = Participant(chain=Chain(client=counting, signer=signer), dataplane=stack.plane,  # type: ignore[arg-type]
+                              workflow_id=WF, partition=1, wait=waker.wait)
+    known = stack.reader.workflow(WF)
+    assert stack.coordinator.step() == "opened"
+    assert waker.wait(1.0)
+    workflow, record = participant._fresh(known)
+    assert (workflow.last_round, record.round, record.status, counting.reads) == (2, 2, "open", 1)
+    assert workflow.model_hash == record.base_model_hash == stack.reader.workflow(WF).model_hash
+    assert participant.step(workflow, record) is not None  # trains on round 2 and submits
+    assert stack.participants[1].chain.public_key in stack.reader.index(WF, 2).entries
+    waker.close()
