@@ -4,6 +4,7 @@ import redis
 
 from trustmesh.dataplane import RedisDataPlane, SubmissionRecord, keys, sha512_hex
 from trustmesh.dataplane.append import ROUND_KEY_TTL, ROUND_KEY_TTL_ENV, round_key_ttl
+from trustmesh.services.redis_acl import ROLE_RULES
 
 APP = "mnist"
 PK = "02" + "cd" * 32
@@ -67,7 +68,22 @@ def test_blobs_stored_with_a_ttl_expire(redis_server, wf):
 
 def test_a_user_without_expire_still_appends(redis_server, wf):
     """The TP's ACL user may lack EXPIRE: the append must not fail over the TTL (it is told instead)."""
-    tps = RedisDataPlane(redis_server.url_for("tps"), round_ttl=600)
+    admin = redis.Redis.from_url(redis_server.url)
+    rules = [token for token in ROLE_RULES["tps"].split() if token not in ("+expire", "+ttl")]
+    admin.execute_command("ACL", "SETUSER", "tps-noexpire", "reset", "on", ">pw", *rules)
+    url = redis_server.url_for("tps").replace(f"tps:{redis_server.passwords['tps']}@", "tps-noexpire:pw@")
+    tps = RedisDataPlane(url, round_ttl=600)
     result = tps.append_submission(wf, "s1", APP, "t1", _record("t1"), 1, 10)
-    assert result.new and result.submitted == 1 and result.expiring in (0, 3)
+    assert result.new and result.submitted == 1 and result.expiring == 0
+    assert admin.ttl(keys.federated_list_key(wf, "s1", APP)) == -1
+    tps.close()
+
+
+def test_the_tp_role_sets_the_round_ttl(redis_server, wf):
+    """The project's own ACL gives the iot-data TP's user EXPIRE: its appends make the round expire."""
+    admin = redis.Redis.from_url(redis_server.url)
+    tps = RedisDataPlane(redis_server.url_for("tps"), round_ttl=600)
+    result = tps.append_submission(wf, "s2", APP, "t1", _record("t1"), 1, 10)
+    assert result.new and result.expiring == 3
+    assert all(590 <= admin.ttl(key) <= 600 for key in _round_keys(wf, "s2"))
     tps.close()

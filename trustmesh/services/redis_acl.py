@@ -23,7 +23,7 @@ ROLE_RULES: dict[str, str] = {
     "tps": (
         "~iot_data:* ~iot_data_seen:* ~federation_state:* %R~update:* %R~model:* "
         f"{_CONNECT} +eval +evalsha +script|load +script|exists +rpush +lrange +llen +lindex "
-        "+hget +hset +hsetnx +hexists +hlen +hgetall +hmget +get +exists +strlen"
+        "+hget +hset +hsetnx +hexists +hlen +hgetall +hmget +get +exists +strlen +expire +ttl"
     ),
     # Compute nodes: read submissions and blobs, store models, keep the mirror, read liveness.
     "compute": (
