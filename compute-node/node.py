@@ -22,7 +22,7 @@ from trustmesh.compute.history_docs import round_history
 from trustmesh.compute.roundwork import PreparedUpdates, RoundResult, compute_result, prepare_submissions
 from trustmesh.contracts.records import RoundRecord, SubmissionIndex, WorkflowRecord
 from trustmesh.contracts.rules import RuleViolation
-from trustmesh.dataplane.store import Blob, DataPlane
+from trustmesh.dataplane.store import MODEL_BLOB_TTL, Blob, DataPlane
 from trustmesh.errors import LedgerError, TransactionRejected, TrustMeshError
 from trustmesh.fl.codecs import decode_params
 from trustmesh.fl.data import load_dataset
@@ -37,9 +37,6 @@ SETTLED = ("accepted", "rejected", "failed")
 
 HEARTBEAT_EVERY = 2.0
 """Seconds between heartbeat transactions while a round waits on block time."""
-
-MODEL_BLOB_TTL = 7 * 24 * 3600
-"""Seconds Redis keeps a model blob this node stores; CouchDB archives accepted models by hash."""
 
 WATCH_EVERY = 0.02
 """Seconds between two looks at an open round's submission list (one LLEN) while the node waits:

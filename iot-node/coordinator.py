@@ -15,7 +15,7 @@ from typing import Any
 from trustmesh.chain import Chain
 from trustmesh.contracts.records import WorkflowRecord
 from trustmesh.contracts.workflow import apply_defaults, register_payload
-from trustmesh.dataplane.store import DataPlane
+from trustmesh.dataplane.store import MODEL_BLOB_TTL, DataPlane
 from trustmesh.errors import ConfigError, LedgerError, TransactionRejected, TrustMeshError
 from trustmesh.fl.initial import initial_model
 from trustmesh.wakeup import COORDINATOR_EVENTS, wake_only_on
@@ -85,7 +85,7 @@ class Coordinator:
         full = apply_defaults(self.doc)
         blob, digest = initial_model(full["model"]["name"])
         if self.dataplane is not None:
-            self.dataplane.put_model(self.workflow_id, digest, blob)
+            self.dataplane.put_model(self.workflow_id, digest, blob, ttl=MODEL_BLOB_TTL)
         if existing is not None:
             LOGGER.info("workflow %s is already registered (%s)", self.workflow_id, existing.status)
             return existing

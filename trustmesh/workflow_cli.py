@@ -87,11 +87,11 @@ def _register(args: argparse.Namespace) -> int:
         blob, digest = initial_model(doc["model"]["name"])
         payload = register_payload(doc, initial_model_hash=digest, privacy_cap=privacy_cap(doc), resolve=resolve)
         if args.redis:
-            from trustmesh.dataplane.store import RedisDataPlane
+            from trustmesh.dataplane.store import MODEL_BLOB_TTL, RedisDataPlane
 
             dataplane = RedisDataPlane(args.redis)
             try:
-                dataplane.put_model(doc["workflow_id"], digest, blob)
+                dataplane.put_model(doc["workflow_id"], digest, blob, ttl=MODEL_BLOB_TTL)
             finally:
                 dataplane.close()
         fields = {k: v for k, v in payload.items() if k not in ("schema_version", "action")}

@@ -23,6 +23,10 @@ __all__ = ["Blob", "BlobReason", "DataPlane", "MemoryDataPlane", "RedisDataPlane
 log = logging.getLogger(__name__)
 
 BlobReason = Literal["ok", "blob_unavailable", "hash_mismatch"]
+MODEL_BLOB_TTL = 7 * 24 * 3600
+"""Seconds Redis keeps a model blob (initial, aggregated, server state): CouchDB archives accepted
+models by hash and the chain keeps every hash, so Redis only caches them."""
+
 _MIRROR_INTS = ("expected_nodes", "submitted_nodes", "round_start_time", "last_submission_time")
 
 
