@@ -28,7 +28,7 @@ class FederationHandler(TransactionHandler):  # type: ignore[misc]
         return [FEDERATION.namespace]
 
     def apply(self, transaction: Any, context: Any) -> None:
-        view = ContextStateView(context)
+        view = ContextStateView.for_transaction(transaction, context)
         try:
             outcome = apply_federation(
                 view, signer=transaction.header.signer_public_key, payload=transaction.payload

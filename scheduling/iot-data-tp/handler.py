@@ -53,7 +53,7 @@ class IotDataHandler(TransactionHandler):  # type: ignore[misc]
         return [IOT_DATA.namespace]
 
     def apply(self, transaction: Any, context: Any) -> None:
-        view = ContextStateView(context)
+        view = ContextStateView.for_transaction(transaction, context)
         try:
             outcome = apply_submission(
                 view,

@@ -17,7 +17,12 @@ from sawtooth_sdk.messaging.future import FutureTimeoutError
 from sawtooth_sdk.processor.core import TransactionProcessor
 from sawtooth_sdk.processor.exceptions import AuthorizationException, InternalError, InvalidTransaction
 
+from trustmesh.contracts import blockinfo
+
 LOGGER = logging.getLogger(__name__)
+
+ADDRESS_LENGTH = 70
+"""Hex digits of a full state address (a declared input may also be a shorter namespace prefix)."""
 
 STATE_TIMEOUT = 5.0
 """Seconds a state get/set may take before the transaction is handed back as an internal error."""
@@ -30,6 +35,37 @@ class ContextStateView:
         self._context = context
         self._timeout = timeout
         self._cache: dict[str, bytes | None] = {}
+
+    @classmethod
+    def for_transaction(cls, transaction: Any, context: Any) -> ContextStateView:
+        """A view that reads every address the transaction declares in one round trip up front.
+
+        The rules read most of them anyway (workflow, round, index, BlockInfo), and each separate
+        read is a request to the validator and back. Namespace prefixes are not prefetched, except
+        the BlockInfo config under a declared BlockInfo prefix.
+        """
+        view = cls(context)
+        inputs = list(transaction.header.inputs)
+        wanted = [address for address in inputs if len(address) == ADDRESS_LENGTH]
+        if any(blockinfo.CONFIG_ADDRESS.startswith(prefix) for prefix in inputs):
+            wanted.append(blockinfo.CONFIG_ADDRESS)
+        view.prefetch(wanted)
+        return view
+
+    def prefetch(self, addresses: Iterable[str]) -> None:
+        """Read ``addresses`` in one request; any refusal leaves them to be read one by one."""
+        wanted = [address for address in dict.fromkeys(addresses) if address not in self._cache]
+        if not wanted:
+            return
+        try:
+            entries = self._context.get_state(wanted, timeout=self._timeout)
+        except AuthorizationException:
+            return  # a later single read names the undeclared address
+        except FutureTimeoutError as exc:
+            raise InternalError("state read timed out") from exc
+        found = {entry.address: entry.data for entry in entries}
+        for address in wanted:
+            self._cache[address] = found.get(address) or None
 
     def get(self, address: str) -> bytes | None:
         if address not in self._cache:
