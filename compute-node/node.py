@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf.message import DecodeError
+from sawtooth_sdk.protobuf.transaction_pb2 import Transaction
+
 from trustmesh.chain import Chain
 from trustmesh.compute import secagg_phases
 from trustmesh.compute.history_docs import round_history
@@ -162,6 +165,11 @@ class ComputeNode:
         self._test_set(workflow.spec.data.dataset)  # loaded once, before any round needs it
         record = self.chain.round(workflow_id, workflow.last_round) if workflow.last_round else None
         if record is not None:
+            if record.round > 1 and (workflow_id, record.round - 1) not in self._progress.history_written:
+                # The next round may open in the block of this one's verdict: write the settled one too.
+                previous = self.chain.round(workflow_id, record.round - 1)
+                if previous is not None:
+                    self._write_history_once(workflow, previous)
             self._write_history_once(workflow, record)
             self._note(workflow_id, "round", (record.round, record.status, record.lease, record.attestations))
         if workflow.status == "completed":
@@ -506,13 +514,39 @@ class ComputeNode:
             return False
 
     def _try_many(self, actions: list[tuple[str, dict[str, Any]]]) -> bool:
-        """Send several actions as one batch; a refusal of any of them (a race lost) is not an error."""
+        """Send several actions as one batch; a refusal of any of them (a race lost) is not an error.
+
+        A batch that records a verdict also carries the coordinator's signed ``open_round`` of the
+        next round when the coordinator handed one over, so the next round opens in the same block.
+        """
+        then = self._next_open(actions)
+        refused = self._send_many(actions, then)
+        if refused is not None and then and getattr(refused, "transaction_id", None) == then[0].header_signature:
+            LOGGER.info("the handed-over open_round was refused (%s); sending the verdict alone", refused)
+            refused = self._send_many(actions, [])
+        return refused is None
+
+    def _send_many(self, actions: list[tuple[str, dict[str, Any]]],
+                   then: list[Transaction]) -> TransactionRejected | None:
+        """Send one batch; the refusal, if the chain refused it (a race lost is not an error)."""
         try:
-            self.chain.act_many(actions)
-            return True
+            self.chain.act_many(actions, then=then)
+            return None
         except TransactionRejected as exc:
             LOGGER.debug("%s refused: %s", "+".join(a for a, _ in actions), exc)
-            return False
+            return exc
+
+    def _next_open(self, actions: list[tuple[str, dict[str, Any]]]) -> list[Transaction]:
+        """The coordinator's signed open_round of the round after the one whose verdict ``actions`` record."""
+        verdict = next((fields for action, fields in actions if action == "record_evaluation"), None)
+        if verdict is None:
+            return []
+        try:
+            raw = self.dataplane.get_next_open(verdict["workflow_id"], int(verdict["round"]) + 1, self.key)
+            return [Transaction.FromString(raw)] if raw else []
+        except (TrustMeshError, DecodeError) as exc:
+            LOGGER.debug("no handed-over open_round (%s)", exc)
+            return []
 
     def _note(self, workflow_id: str, what: str, mark: object) -> None:
         """Remember when the chain last moved for a workflow (a round's state, a new submission)."""

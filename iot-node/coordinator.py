@@ -24,6 +24,9 @@ LOGGER = logging.getLogger(__name__)
 
 SETTLED = ("accepted", "rejected", "failed")
 
+NEXT_OPEN_TTL = 24 * 3600
+"""Seconds a handed-over open_round stays in Redis (a round that waits longer is opened by the loop)."""
+
 START_WAIT = 180.0
 """Seconds the coordinator waits for a quorum of participants to be online before round 1."""
 
@@ -68,6 +71,7 @@ class Coordinator:
         poll_interval: float = 0.3,
         wait: Callable[[float], object] = time.sleep,
         start_wait: float = START_WAIT,
+        hand_off: bool = True,
     ) -> None:
         self.chain = chain
         self.doc = doc
@@ -78,6 +82,8 @@ class Coordinator:
         self.workflow_id: str = doc["workflow_id"]
         self.start_wait = start_wait
         self._started = time.monotonic()
+        self._handed_off: set[int] = set()
+        self.hand_off = hand_off  # hand the compute nodes each next open_round (see _hand_off)
 
     def register(self) -> WorkflowRecord:
         """Register the workflow unless the chain already has it; store its initial model."""
@@ -112,22 +118,49 @@ class Coordinator:
         if workflow.last_round:
             current = self.chain.round(self.workflow_id, workflow.last_round)
             if current is not None and current.status not in SETTLED:
+                self._hand_off(workflow, workflow.last_round + 1)
                 return "waiting"
         if workflow.last_round >= workflow.final_round:
             return "completed"
         if workflow.last_round == 0 and not self._quorum_online(workflow):
             return "waiting"
         next_round = workflow.last_round + 1
-        plan = _dp_plan(self.doc)
-        spent = plan.epsilon_spent(next_round) if plan is not None else None
         try:
-            self.chain.act("open_round", workflow_id=self.workflow_id, round=next_round,
-                           schedule_id=new_schedule_id(next_round), epsilon_spent=spent)
+            self.chain.act("open_round", **self._open_fields(next_round))
         except TransactionRejected as exc:
             LOGGER.warning("open_round %d refused: %s", next_round, exc)
             return "waiting"
         LOGGER.info("opened round %d", next_round)
+        self._hand_off(workflow, next_round + 1)
         return "opened"
+
+    def _open_fields(self, round_no: int) -> dict[str, Any]:
+        """open_round's fields for ``round_no``: a fresh schedule_id and the epsilon spent by then."""
+        plan = _dp_plan(self.doc)
+        return {"workflow_id": self.workflow_id, "round": round_no, "schedule_id": new_schedule_id(round_no),
+                "epsilon_spent": plan.epsilon_spent(round_no) if plan is not None else None}
+
+    def _hand_off(self, workflow: WorkflowRecord, round_no: int) -> None:
+        """Sign ``open_round(round_no)`` once for each compute node and leave it in Redis.
+
+        The node that records the current round's verdict sends it in the same batch, so the next
+        round opens in that block instead of one more block later. The chain checks it like any
+        open_round (signer, order, privacy cap); if it is refused or never sent, this loop opens the
+        round itself once it sees the verdict.
+        """
+        if not self.hand_off or self.dataplane is None or round_no in self._handed_off \
+                or round_no > workflow.final_round:
+            return
+        fields = self._open_fields(round_no)
+        try:
+            for node in workflow.compute_nodes:
+                signed = self.chain.presign("open_round", batcher_public_key=node, **fields)
+                self.dataplane.put_next_open(self.workflow_id, round_no, node, signed.SerializeToString(),
+                                             ttl=NEXT_OPEN_TTL)
+        except TrustMeshError as exc:
+            LOGGER.warning("could not hand round %d's open_round to the compute nodes: %s", round_no, exc)
+            return
+        self._handed_off.add(round_no)
 
     def _quorum_online(self, workflow: WorkflowRecord) -> bool:
         """True once min_nodes_required participants keep a liveness key (or the start wait ran out),

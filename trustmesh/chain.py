@@ -6,8 +6,10 @@ place — the rules themselves stay in ``trustmesh.contracts``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from sawtooth_sdk.protobuf.transaction_pb2 import Transaction
 from sawtooth_signing import Signer
 
 from trustmesh.contracts import cbor
@@ -67,7 +69,20 @@ class Chain:
         """
         return self._send(FEDERATION, {"action": action, **fields}, wait)
 
-    def act_many(self, actions: list[tuple[str, dict[str, Any]]], *, wait: float | None = 30.0) -> None:
+    def presign(self, action: str, *, batcher_public_key: str, **fields: Any) -> Transaction:
+        """A federation action signed by this node for another node's batch (``batcher_public_key``).
+
+        The coordinator hands its next ``open_round`` to the compute nodes this way, so the round
+        opens in the very batch that records the previous round's verdict.
+        """
+        payload = {"schema_version": SCHEMA_VERSION, "action": action, **fields}
+        inputs, outputs = declared_addresses(FEDERATION, payload, self.public_key)
+        return make_transaction(self.signer, family_name=FEDERATION.name, family_version=FEDERATION.version,
+                                payload=cbor.encode(payload), inputs=inputs, outputs=outputs,
+                                batcher_public_key=batcher_public_key)
+
+    def act_many(self, actions: list[tuple[str, dict[str, Any]]], *, wait: float | None = 30.0,
+                 then: Sequence[Transaction] = ()) -> None:
         """Send several federation actions as ONE batch: they commit together, in order, or not at all.
 
         Later actions see the state the earlier ones wrote (a batch executes in order), so a compute
@@ -81,6 +96,7 @@ class Chain:
                 self.signer, family_name=FEDERATION.name, family_version=FEDERATION.version,
                 payload=cbor.encode(payload), inputs=inputs, outputs=outputs,
             ))
+        transactions.extend(then)  # transactions others signed for this node's batch (see presign)
         self.client.submit([make_batch(self.signer, transactions)], wait=wait)
 
     def submit_update(self, *, wait: float | None = 30.0, **fields: Any) -> SubmittedTransaction:

@@ -31,7 +31,7 @@ WF = "pipeline"
 class Round:
     """A ledger, a data plane, a coordinator, three participants and two compute nodes."""
 
-    def __init__(self, *, leader_grace: float = 2.0) -> None:
+    def __init__(self, *, leader_grace: float = 2.0, hand_off: bool = False) -> None:
         self.plane = MemoryDataPlane()
         self.ledger = MemoryLedger(handlers=[FederationHandler(), IotDataHandler(dataplane=self.plane)])
         chains = {name: Chain(client=self.ledger, signer=new_signer())
@@ -46,7 +46,8 @@ class Round:
             participant_nodes=[chains[p].public_key for p in ("p0", "p1", "p2")],
             compute_nodes=[chains["c0"].public_key, chains["c1"].public_key], attestations_required=1,
         )
-        self.coordinator = Coordinator(chain=chains["coordinator"], doc=doc, dataplane=self.plane, start_wait=0)
+        self.coordinator = Coordinator(chain=chains["coordinator"], doc=doc, dataplane=self.plane, start_wait=0,
+                                       hand_off=hand_off)
         self.coordinator.register()
         self.participants = [Participant(chain=chains[p], dataplane=self.plane, workflow_id=WF, partition=i)
                              for i, p in enumerate(("p0", "p1", "p2"))]
@@ -89,6 +90,42 @@ def test_the_leader_posts_and_the_other_node_attests_and_evaluates_in_one_block(
     assert record.attestations == (stack.follower.key,)
     assert record.evaluation.evaluator == stack.follower.key
     assert len(record.result.included) == 3
+
+
+def test_the_next_round_opens_in_the_block_of_the_verdict() -> None:
+    """The coordinator hands each compute node its signed open_round of the next round; the node
+    that records the verdict sends it in the same batch: round 2 opens in round 1's verdict block."""
+    stack = Round(hand_off=True)
+    assert stack.coordinator.step() == "opened"
+    handed = stack.plane.get_next_open(WF, 2, stack.follower.key)
+    assert handed is not None and stack.plane.get_next_open(WF, 2, stack.leader.key) is not None
+    stack.submit_all()
+    stack.leader.step(WF)  # close, claim, post
+    verdict_block = stack.ledger.head_block_num + 1
+    stack.follower.step(WF)  # attest, claim, evaluate + the coordinator's open_round(2)
+    assert stack.ledger.head_block_num == verdict_block
+    assert stack.reader.round(WF, 1).status == "accepted"
+    second = stack.reader.round(WF, 2)
+    assert second is not None and second.status == "open" and second.schedule_id.startswith("r2-")
+    assert stack.coordinator.step() == "waiting"  # round 2 is open: nothing to open
+    assert stack.plane.get_next_open(WF, 3, stack.follower.key) is None  # beyond the workflow's 2 rounds
+
+
+def test_a_refused_hand_off_does_not_cost_the_verdict() -> None:
+    """A handed-over open_round the chain refuses (here: a stale one) is dropped, the verdict still lands."""
+    stack = Round(hand_off=True)
+    assert stack.coordinator.step() == "opened"
+    stack.submit_all()
+    stack.leader.step(WF)
+    # replace the handed-over open by one the chain refuses: its schedule id is round 1's
+    record = stack.reader.round(WF, 1)
+    stale = stack.coordinator.chain.presign("open_round", batcher_public_key=stack.follower.key,
+                                             workflow_id=WF, round=2, schedule_id=record.schedule_id)
+    stack.plane.put_next_open(WF, 2, stack.follower.key, stale.SerializeToString(), ttl=60)
+    stack.follower.step(WF)
+    assert stack.reader.round(WF, 1).status == "accepted"
+    assert stack.reader.round(WF, 2) is None  # the refused open was dropped; the coordinator opens it
+    assert stack.coordinator.step() == "opened"
 
 
 def test_the_accepted_model_is_fetched_at_the_verdict(settled: Any) -> None:

@@ -81,8 +81,9 @@ def test_forged_duplicate_scaled_offline_and_tampered(stack: LocalStack) -> None
 
 
 def _run_scenario(stack: LocalStack, plan: dict[str, Any], nodes: Nodes) -> None:
+    # This scenario opens each round by hand, between its acts: no open_round handed ahead.
     coordinator = Coordinator(chain=node_chain(stack, COORDINATOR), doc=plan,
-                              dataplane=RedisDataPlane(stack.redis_for("coordinator")))
+                              dataplane=RedisDataPlane(stack.redis_for("coordinator")), hand_off=False)
     coordinator.register()
     recorders = []
     for i in range(2):

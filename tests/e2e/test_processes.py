@@ -63,13 +63,15 @@ def test_rounds_survive_a_dead_participant_and_a_dead_aggregator(stack: LocalSta
     chain = Chain(client=LedgerClient(urls=[stack.ledger_url]), signer=new_signer())
     names = {stack.key(name).public_key: name for name in stack.keys}
 
+    # A participant dies once its round-1 submission is in (round 2 opens in round 1's verdict block,
+    # so it must be gone before then): round 2 must close at its deadline with the other three.
+    wait_for("round 1's submissions", lambda: (index := chain.index(WORKFLOW_ID, 1)) and
+             len(index.entries) == PARTICIPANTS, timeout=240, every=0.02)
+    dead_participant = stack.key(participant_name(PARTICIPANTS - 1)).public_key
+    stack.nodes[participant_name(PARTICIPANTS - 1)].kill()
     round1 = wait_for("round 1 to settle", lambda: _settled(chain, 1), timeout=240)
     assert round1.status == "accepted"
     assert len(chain.index(WORKFLOW_ID, 1).entries) == PARTICIPANTS
-
-    # A participant dies: round 2 must close at its deadline with the other three (quorum is 3).
-    dead_participant = stack.key(participant_name(PARTICIPANTS - 1)).public_key
-    stack.nodes[participant_name(PARTICIPANTS - 1)].kill()
     # The compute node that claims round 2's aggregate task dies holding the lease.
     claimed = wait_for("round 2's aggregate claim", lambda: _aggregate_claimed(chain, 2), timeout=180, every=0.05)
     dead_aggregator = claimed.lease.holder

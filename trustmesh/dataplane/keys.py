@@ -10,6 +10,7 @@ import re
 
 __all__ = [
     "federated_list_key", "federation_state_key", "heartbeat_key", "heartbeat_pattern", "model_key",
+    "next_open_key",
     "round_tag", "seen_key", "update_key",
 ]
 
@@ -67,3 +68,9 @@ def heartbeat_key(workflow_id: str, public_key: str) -> str:
 def heartbeat_pattern(workflow_id: str) -> str:
     """SCAN pattern for every heartbeat of a workflow (identifiers hold no glob characters)."""
     return f"heartbeat:{{{_ident('workflow_id', workflow_id)}}}:*"
+
+
+def next_open_key(workflow_id: str, round_no: int, batcher: str) -> str:
+    """The coordinator's signed ``open_round`` of round ``round_no``, made out to one compute node's
+    batch: ``next_open:{wf}:<round>:<batcher public key hex>``."""
+    return f"next_open:{{{_ident('workflow_id', workflow_id)}}}:{int(round_no)}:{_hex('batcher', batcher)}"

@@ -107,6 +107,12 @@ class DataPlane(Protocol):
 
     def get_model(self, workflow_id: str, model_hash: str) -> bytes | None: ...
 
+    def put_next_open(self, workflow_id: str, round_no: int, batcher: str, transaction: bytes, *, ttl: int) -> None:
+        """Hand a compute node the coordinator's signed ``open_round`` for the batch with the verdict."""
+        ...
+
+    def get_next_open(self, workflow_id: str, round_no: int, batcher: str) -> bytes | None: ...
+
     def append_submission(self, workflow_id: str, schedule_id: str, app_id: str, txn_id: str,
                           record_bytes: bytes, expected_nodes: int, now: int) -> AppendResult: ...
 
@@ -194,6 +200,13 @@ class RedisDataPlane:
 
     def get_model(self, workflow_id: str, model_hash: str) -> bytes | None:
         return self.fetch_model(workflow_id, model_hash).data
+
+    def put_next_open(self, workflow_id: str, round_no: int, batcher: str, transaction: bytes, *, ttl: int) -> None:
+        with mapped_errors("store the next open_round"):
+            self.client.set(keys.next_open_key(workflow_id, round_no, batcher), transaction, ex=ttl)
+
+    def get_next_open(self, workflow_id: str, round_no: int, batcher: str) -> bytes | None:
+        return self._get(keys.next_open_key(workflow_id, round_no, batcher))
 
     # ---------------------------------------------------------------- submissions
 
@@ -302,6 +315,14 @@ class MemoryDataPlane:
 
     def get_model(self, workflow_id: str, model_hash: str) -> bytes | None:
         return self.fetch_model(workflow_id, model_hash).data
+
+    def put_next_open(self, workflow_id: str, round_no: int, batcher: str, transaction: bytes, *, ttl: int) -> None:
+        with self._lock:
+            self._values[keys.next_open_key(workflow_id, round_no, batcher)] = (bytes(transaction), self._expiry(ttl))
+
+    def get_next_open(self, workflow_id: str, round_no: int, batcher: str) -> bytes | None:
+        with self._lock:
+            return self._live(keys.next_open_key(workflow_id, round_no, batcher))
 
     def tamper(self, key: str, data: bytes) -> None:
         """Test hook: overwrite a stored value as an attacker with write access would."""

@@ -27,7 +27,7 @@ ROLE_RULES: dict[str, str] = {
     ),
     # Compute nodes: read submissions and blobs, store models, keep the mirror, read liveness.
     "compute": (
-        "%R~iot_data:* %R~iot_data_seen:* %R~update:* ~model:* ~federation_state:* %R~heartbeat:* "
+        "%R~iot_data:* %R~iot_data_seen:* %R~update:* ~model:* ~federation_state:* %R~heartbeat:* %R~next_open:* "
         f"{_CONNECT} +get +set +exists +expire +ttl +strlen +lrange +llen +lindex +hget +hset +hsetnx "
         "+hgetall +hmget +hlen +scan"
     ),
@@ -36,9 +36,10 @@ ROLE_RULES: dict[str, str] = {
         "~update:* %R~model:* %R~federation_state:* ~heartbeat:* "
         f"{_CONNECT} +get +set +exists +expire +ttl +strlen +hgetall +hget +hmget +scan"
     ),
-    # The coordinator is a participant that also stores the initial model.
+    # The coordinator is a participant that also stores the initial model and hands compute nodes
+    # its signed open_round of the next round (next_open:*).
     "coordinator": (
-        "~update:* ~model:* ~federation_state:* ~heartbeat:* "
+        "~update:* ~model:* ~federation_state:* ~heartbeat:* ~next_open:* "
         f"{_CONNECT} +get +set +exists +expire +ttl +strlen +hgetall +hget +hmget +hset +scan"
     ),
 }
