@@ -76,3 +76,42 @@ class Nodes:
 def node_chain(stack: LocalStack, name: str) -> Chain:
     """A Chain signing as node ``name`` of the stack."""
     return Chain(client=LedgerClient(urls=[stack.ledger_url]), signer=load_signer(stack.key(name).private_path))
+
+
+def start_workflow(stack: LocalStack, nodes: Nodes, doc: dict[str, Any], *, workflow_id: str, participants: int,
+                   compute_nodes: int = 1, history: Any = None,
+                   transform: Callable[[int], Any] | None = None) -> tuple[Any, Any]:
+    """Register ``doc`` and run its compute nodes, participants and coordinator as threads.
+
+    Returns the coordinator and the registered workflow record; ``transform(i)`` gives participant
+    i's update transform (tests play misbehaving or crashing participants with it).
+    """
+    from trustmesh.compute.node import ComputeNode
+    from trustmesh.dataplane.store import RedisDataPlane
+    from trustmesh.iot.coordinator import Coordinator
+    from trustmesh.iot.participant import Participant
+    from trustmesh.runner.plan import COORDINATOR, compute_name, participant_name
+
+    coordinator = Coordinator(chain=node_chain(stack, COORDINATOR), doc=doc,
+                              dataplane=RedisDataPlane(stack.redis_for("coordinator")))
+    workflow = coordinator.register()
+    for c in range(compute_nodes):
+        node = ComputeNode(chain=node_chain(stack, compute_name(c)), dataplane=RedisDataPlane(stack.redis_for("compute")),
+                           workflow_ids=[workflow_id], history=history, poll_interval=0.2, heartbeat_every=0.5)
+        nodes.start(node.run)
+    for i in range(participants):
+        nodes.start(Participant(chain=node_chain(stack, participant_name(i)), workflow_id=workflow_id,
+                                dataplane=RedisDataPlane(stack.redis_for("participant")), partition=i,
+                                poll_interval=0.2, transform=transform(i) if transform else None).run)
+    nodes.start(coordinator.run)
+    return coordinator, workflow
+
+
+def wait_completed(stack: LocalStack, workflow_id: str, *, timeout: float = 300) -> tuple[Chain, Any]:
+    """A reader of the stack's chain and the workflow record once it is completed."""
+    from trustmesh.ledger.keys import new_signer
+
+    reader = Chain(client=LedgerClient(urls=[stack.ledger_url]), signer=new_signer())
+    done = wait_for(f"workflow {workflow_id} to complete",
+                    lambda: (w := reader.workflow(workflow_id)) and w.status == "completed" and w, timeout=timeout)
+    return reader, done

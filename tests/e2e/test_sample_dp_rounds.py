@@ -8,21 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import Nodes, node_chain, run_cli, small_workflow, wait_for
+from e2e_support import Nodes, node_chain, run_cli, small_workflow, start_workflow, wait_completed, wait_for
 
-from trustmesh.chain import Chain
-from trustmesh.compute.node import ComputeNode
 from trustmesh.compute.recorder import open_recorder
 from trustmesh.contracts.workflow import apply_defaults
-from trustmesh.dataplane.store import RedisDataPlane
 from trustmesh.errors import TransactionRejected
 from trustmesh.history.couch import CouchHistory
-from trustmesh.iot.coordinator import Coordinator, new_schedule_id
-from trustmesh.iot.participant import Participant
-from trustmesh.ledger.client import LedgerClient
-from trustmesh.ledger.keys import new_signer
+from trustmesh.iot.coordinator import new_schedule_id
 from trustmesh.privacy.rounds import SampleDP, partition_sizes, sample_dp
-from trustmesh.runner.plan import COORDINATOR, compute_name, participant_name, plan_workflow
+from trustmesh.runner.plan import COORDINATOR, plan_workflow
 from trustmesh.runner.stack import LocalStack
 
 pytestmark = pytest.mark.slow
@@ -60,21 +54,10 @@ def test_dp_sgd_rounds_spend_their_budget_on_chain_verify_and_leave_an_audit_tra
     nodes = Nodes()
     recorder = open_recorder(stack.history_url, stack.run_dir / "outbox.sqlite")
     try:
-        coordinator = Coordinator(chain=node_chain(stack, COORDINATOR), doc=doc,
-                                  dataplane=RedisDataPlane(stack.redis_for("coordinator")))
-        workflow = coordinator.register()
+        _, workflow = start_workflow(stack, nodes, doc, workflow_id=WORKFLOW_ID, participants=PARTICIPANTS,
+                                     history=recorder)
         assert workflow.privacy_cap == 2 and workflow.final_round == 2
-        node = ComputeNode(chain=node_chain(stack, compute_name(0)), dataplane=RedisDataPlane(stack.redis_for("compute")),
-                           workflow_ids=[WORKFLOW_ID], history=recorder, poll_interval=0.2, heartbeat_every=0.5)
-        nodes.start(node.run)
-        for i in range(PARTICIPANTS):
-            nodes.start(Participant(chain=node_chain(stack, participant_name(i)), workflow_id=WORKFLOW_ID,
-                                    dataplane=RedisDataPlane(stack.redis_for("participant")), partition=i,
-                                    poll_interval=0.2).run)
-        nodes.start(coordinator.run)
-        reader = Chain(client=LedgerClient(urls=[stack.ledger_url]), signer=new_signer())
-        done = wait_for("the workflow to complete at its privacy cap",
-                        lambda: (w := reader.workflow(WORKFLOW_ID)) and w.status == "completed" and w, timeout=300)
+        reader, done = wait_completed(stack, WORKFLOW_ID)
         assert done.last_round == 2
         rounds = [reader.round(WORKFLOW_ID, r) for r in (1, 2)]
         assert [r.status for r in rounds] == ["accepted", "accepted"]

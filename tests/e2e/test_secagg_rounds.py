@@ -14,22 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_support import Nodes, node_chain, small_workflow, wait_for
+from e2e_support import Nodes, small_workflow, start_workflow, wait_completed
 from scipy.stats import chisquare
 
-from trustmesh.chain import Chain
-from trustmesh.compute.node import ComputeNode
 from trustmesh.compute.verify import verify_round
 from trustmesh.dataplane.store import RedisDataPlane
 from trustmesh.errors import TrustMeshError
 from trustmesh.fl.codecs import decode_params
 from trustmesh.fl.params import spec_for_model
-from trustmesh.iot.coordinator import Coordinator
-from trustmesh.iot.participant import Participant
-from trustmesh.ledger.client import LedgerClient
-from trustmesh.ledger.keys import new_signer
 from trustmesh.privacy.secagg_round import QUANTIZER
-from trustmesh.runner.plan import COORDINATOR, compute_name, participant_name, plan_workflow
+from trustmesh.runner.plan import participant_name, plan_workflow
 from trustmesh.runner.stack import LocalStack
 
 pytestmark = pytest.mark.slow
@@ -77,22 +71,9 @@ def test_secure_aggregation_rounds_recover_dropouts_fail_below_threshold_and_ver
     keys = [stack.key(participant_name(i)).public_key for i in range(PARTICIPANTS)]
     nodes = Nodes()
     try:
-        coordinator = Coordinator(chain=node_chain(stack, COORDINATOR), doc=plan,
-                                  dataplane=RedisDataPlane(stack.redis_for("coordinator")))
-        coordinator.register()
-        for c in range(2):
-            node = ComputeNode(chain=node_chain(stack, compute_name(c)),
-                               dataplane=RedisDataPlane(stack.redis_for("compute")),
-                               workflow_ids=[WORKFLOW_ID], poll_interval=0.2, heartbeat_every=0.5)
-            nodes.start(node.run)
-        for i in range(PARTICIPANTS):
-            nodes.start(Participant(chain=node_chain(stack, participant_name(i)), workflow_id=WORKFLOW_ID,
-                                    dataplane=RedisDataPlane(stack.redis_for("participant")), partition=i,
-                                    poll_interval=0.2, transform=_recording_transform(i, seen)).run)
-        nodes.start(coordinator.run)
-        reader = Chain(client=LedgerClient(urls=[stack.ledger_url]), signer=new_signer())
-        wait_for("the workflow to complete", lambda: (w := reader.workflow(WORKFLOW_ID)) and
-                 w.status == "completed" and w, timeout=300)
+        start_workflow(stack, nodes, plan, workflow_id=WORKFLOW_ID, participants=PARTICIPANTS, compute_nodes=2,
+                       transform=lambda i: _recording_transform(i, seen))
+        reader, _ = wait_completed(stack, WORKFLOW_ID)
     finally:
         nodes.stop_all()
 
