@@ -57,7 +57,7 @@ def _reason_for(exc: UpdateRejected) -> str:
     return "non_finite" if "non-finite" in str(exc) else "wrong_shape"
 
 
-def _blob_for(signer: str, update_hash: str, inline: bool, records: dict[str, SubmissionRecord],
+def blob_for(signer: str, update_hash: str, inline: bool, records: dict[str, SubmissionRecord],
               fetch: BlobFetch) -> tuple[bytes | None, str | None]:
     """The update blob an index entry names, or the exclusion reason why there is none."""
     if inline:
@@ -113,7 +113,7 @@ class PreparedUpdates:
         key = (spec, norm_bound, update_hash)
         if key in self._screened:
             return self._screened[key]
-        blob, reason = _blob_for(signer, update_hash, inline, records, fetch)
+        blob, reason = blob_for(signer, update_hash, inline, records, fetch)
         if blob is None:
             return None, reason
         screened = _screen_blob(blob, spec, norm_bound)
@@ -140,7 +140,7 @@ def _screen_blob(blob: bytes, spec: ParamSpec, norm_bound: float | None) -> Scre
     return {name: flat[off[i] : off[i + 1]].reshape(shape) for i, (name, shape) in enumerate(spec)}, None
 
 
-def _indexed_records(entries: dict[str, IndexEntry], records: list[SubmissionRecord]) -> dict[str, SubmissionRecord]:
+def indexed_records(entries: dict[str, IndexEntry], records: list[SubmissionRecord]) -> dict[str, SubmissionRecord]:
     """The Redis list may hold records of transactions that never committed: keep, per signer, only
     the one whose transaction id the chain's index names."""
     return {r.signer: r for r in records if r.signer in entries and entries[r.signer].txn_id == r.txn_id}
@@ -152,7 +152,7 @@ def prepare_submissions(prepared: PreparedUpdates, *, workflow: WorkflowRecord, 
     spec = spec_for_model(workflow.spec.model)
     norm_bound = workflow.spec.aggregation.norm_bound
     entries = dict(sorted((index.entries if index else {}).items()))
-    by_signer = _indexed_records(entries, records)
+    by_signer = indexed_records(entries, records)
     ready = 0
     for signer, entry in entries.items():
         prepared.screen(spec, norm_bound, signer, entry, by_signer, fetch_update)
@@ -191,7 +191,7 @@ def compute_result(
                              spec=spec, records=records, fetch_update=fetch_update,
                              optimizer_state=optimizer_state, started=started)
     entries = dict(sorted((index.entries if index else {}).items()))
-    by_signer = _indexed_records(entries, records)
+    by_signer = indexed_records(entries, records)
     norm_bound = workflow.spec.aggregation.norm_bound
     cache = prepared if prepared is not None else PreparedUpdates()
     screened_input = [
@@ -199,35 +199,40 @@ def compute_result(
         for signer, entry in entries.items()
     ]
     screening = screen_submissions(screened_input)  # every entry was checked against the spec above
-    state_in = ServerOptState.from_params(decode_params(optimizer_state, _state_spec(spec))) \
-        if optimizer_state else None
-    state_bytes = state_hash = None
-    if screening.included:
-        strategy = get_strategy(workflow.spec.aggregation.name, **dict(workflow.spec.aggregation.params))
-        signers = screening.signers
-        outcome = strategy.aggregate(
-            [params for _, params in screening.included],
-            [float(entries[s].num_samples) for s in signers],
-            metrics=[dict(entries[s].metrics) for s in signers],
-            state=state_in,
-        )
-        new_params = apply_aggregate(base, outcome.delta)
-        if outcome.state is not None:
-            state_bytes = encode_params(outcome.state.to_params())
-            state_hash = model_hash(state_bytes)
-        included = tuple(signers)  # Krum's selection is part of the aggregator, not an exclusion
-    else:
-        new_params, included = base, ()
-    model_bytes = encode_params({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in new_params.items()})
+    signers = screening.signers
+    model_bytes, state_bytes, state_hash = server_step(
+        workflow, base, spec, [params for _, params in screening.included],
+        [float(entries[s].num_samples) for s in signers], [dict(entries[s].metrics) for s in signers],
+        optimizer_state,
+    )
     return RoundResult(
         model_bytes=model_bytes,
         model_hash=model_hash(model_bytes),
-        included=included,
+        included=tuple(signers),  # Krum's selection is part of the aggregator, not an exclusion
         excluded=dict(screening.excluded),
         state_bytes=state_bytes,
         state_hash=state_hash,
         seconds=time.perf_counter() - started,
     )
+
+
+def server_step(workflow: WorkflowRecord, base: Params, spec: ParamSpec, updates: list[Params],
+                weights: list[float], metrics: list[dict[str, float]],
+                optimizer_state: bytes | None) -> tuple[bytes, bytes | None, str | None]:
+    """The workflow's strategy over ``updates``, applied to ``base``: (model bytes, state bytes, state hash).
+
+    No update leaves the base model (and the state) as they were.
+    """
+    if not updates:
+        return encode_params({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in base.items()}), None, None
+    state_in = ServerOptState.from_params(decode_params(optimizer_state, _state_spec(spec))) \
+        if optimizer_state else None
+    strategy = get_strategy(workflow.spec.aggregation.name, **dict(workflow.spec.aggregation.params))
+    outcome = strategy.aggregate(updates, weights, metrics=metrics, state=state_in)
+    new_params = apply_aggregate(base, outcome.delta)
+    state_bytes = encode_params(outcome.state.to_params()) if outcome.state is not None else None
+    model_bytes = encode_params({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in new_params.items()})
+    return model_bytes, state_bytes, model_hash(state_bytes) if state_bytes is not None else None
 
 
 def _state_spec(spec: ParamSpec) -> ParamSpec:

@@ -11,15 +11,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from trustmesh.contracts.records import RoundRecord, SecAggRecord, SubmissionIndex, WorkflowRecord
 from trustmesh.dataplane.records import SubmissionRecord
 from trustmesh.errors import UpdateRejected
-from trustmesh.fl.aggregate import apply_aggregate
-from trustmesh.fl.codecs import decode_params, encode_params, model_hash
+from trustmesh.fl.codecs import model_hash
 from trustmesh.fl.params import Params, ParamSpec
-from trustmesh.fl.strategies import ServerOptState, get_strategy
 from trustmesh.privacy.errors import PrivacyError
 from trustmesh.privacy.secagg_round import unmask_delta
 
@@ -31,20 +27,18 @@ def secagg_result(*, workflow: WorkflowRecord, round_record: RoundRecord, index:
                   secagg: SecAggRecord, base: Params, spec: ParamSpec, records: list[SubmissionRecord],
                   fetch_update: BlobFetch, optimizer_state: bytes | None, started: float) -> RoundResult:
     """The new model of a secure-aggregation round (raises UpdateRejected when it cannot be unmasked)."""
-    from trustmesh.compute.roundwork import RoundResult, _blob_for, _state_spec
+    from trustmesh.compute.roundwork import RoundResult, blob_for, indexed_records, server_step
 
-    state_in = ServerOptState.from_params(decode_params(optimizer_state, _state_spec(spec))) \
-        if optimizer_state else None
     if index is None:
         raise UpdateRejected(f"round {round_record.round} has no masked inputs on-chain")
     entries = dict(sorted(index.entries.items()))
-    by_signer = {r.signer: r for r in records if r.signer in entries and entries[r.signer].txn_id == r.txn_id}
+    by_signer = indexed_records(entries, records)
     masked: dict[str, bytes] = {}
     for signer in secagg.survivors:
         entry = entries.get(signer)
         if entry is None:
             raise UpdateRejected(f"survivor {signer[:12]}… has no index entry")
-        blob, reason = _blob_for(signer, entry.update_hash, entry.inline, by_signer, fetch_update)
+        blob, reason = blob_for(signer, entry.update_hash, entry.inline, by_signer, fetch_update)
         if blob is None:
             raise UpdateRejected(f"the masked input of survivor {signer[:12]}… is not usable ({reason}); "
                                  "the sum cannot be unmasked")
@@ -54,14 +48,7 @@ def secagg_result(*, workflow: WorkflowRecord, round_record: RoundRecord, index:
                             masked=masked, spec=spec)
     except PrivacyError as exc:
         raise UpdateRejected(f"secure aggregation: {exc}") from exc
-    strategy = get_strategy(workflow.spec.aggregation.name, **dict(workflow.spec.aggregation.params))
-    outcome = strategy.aggregate([mean], [1.0], state=state_in)
-    new_params = apply_aggregate(base, outcome.delta)
-    state_bytes = state_hash = None
-    if outcome.state is not None:
-        state_bytes = encode_params(outcome.state.to_params())
-        state_hash = model_hash(state_bytes)
-    model_bytes = encode_params({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in new_params.items()})
+    model_bytes, state_bytes, state_hash = server_step(workflow, base, spec, [mean], [1.0], [{}], optimizer_state)
     return RoundResult(model_bytes=model_bytes, model_hash=model_hash(model_bytes), included=tuple(secagg.survivors),
                        excluded={}, state_bytes=state_bytes, state_hash=state_hash,
                        seconds=time.perf_counter() - started,
