@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trustmesh.contracts.secagg_graph import graph_degree
 from trustmesh.fl.aggregate import fedavg
 from trustmesh.fl.data import load_w1
 from trustmesh.fl.models import build_model, count_params
@@ -48,7 +49,6 @@ from trustmesh.privacy.secagg import (
     recommended_degree,
     weighted_mean,
 )
-from trustmesh.privacy.secagg.graph import graph_degree
 
 ROUND = "bench:secagg"
 

@@ -11,8 +11,8 @@ from trustmesh.contracts.errors import RuleViolation
 from trustmesh.contracts.records import SecAggRecord
 from trustmesh.contracts.rules.common import read_record
 from trustmesh.contracts.rules.secagg import graph_of
+from trustmesh.contracts.secagg_graph import neighbour_graph
 from trustmesh.privacy import secagg_round
-from trustmesh.privacy.secagg.graph import neighbour_graph
 
 THRESHOLD = 2
 TIMEOUT = 10

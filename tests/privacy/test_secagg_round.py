@@ -20,11 +20,11 @@ from trustmesh.contracts.records import (
     SecAggRevealed,
     SubmissionIndex,
 )
+from trustmesh.contracts.secagg_graph import neighbour_graph
 from trustmesh.fl.params import ParamSpec
 from trustmesh.privacy import secagg_round as protocol
 from trustmesh.privacy.errors import SecAggFailed, SecAggMessageInvalid
 from trustmesh.privacy.secagg import Participant, encode_masked_input
-from trustmesh.privacy.secagg.graph import neighbour_graph
 
 SPEC = ParamSpec.of([("w", (6, 5)), ("b", (5,))])
 WORKFLOW_ID, SCHEDULE = "wf", "r1-abc"

@@ -6,7 +6,7 @@ ring and the pre-weighting, and unmasks a round's sum. Every compute node and ``
 unmask from the same chain record and the same masked inputs, so they reach the same bytes.
 
 With a SecAgg+ neighbour graph (``SecAggRecord.neighbours``), participants and the server build the
-same graph from the round context and the roster (``secagg/graph.py``, which the TPs also run).
+same graph from the round context and the roster (``trustmesh.contracts.secagg_graph``, which the TPs also run).
 
 Pre-weighting: a participant masks ``w * delta`` with ``w = min(n, max_samples_per_node) /
 max_samples_per_node`` (n its sample count, the capped count the chain's index records); the
@@ -20,11 +20,11 @@ import cbor2
 import numpy as np
 
 from trustmesh.contracts.records import SecAggKeys, SecAggRecord, SubmissionIndex, WorkflowRecord
+from trustmesh.contracts.secagg_graph import neighbour_graph, round_context
 from trustmesh.errors import UpdateRejected
 from trustmesh.fl.params import Params, ParamSpec
 from trustmesh.privacy.errors import SecAggFailed, SecAggMessageInvalid
 from trustmesh.privacy.secagg import PublicKeys, Reveal, RingQuantizer, Server, decode_masked_input
-from trustmesh.privacy.secagg.graph import neighbour_graph, round_context
 from trustmesh.privacy.secagg.roster import neighbourhood_indices
 
 QUANTIZER = RingQuantizer(step=2.0 ** -24)

@@ -3,7 +3,7 @@ the complete graph or a sparse SecAgg+ neighbour graph (Bell et al., CCS 2020).
 
 The aggregator learns only the sum of the survivors' quantized, pre-weighted, self-clipped deltas.
 """
-from trustmesh.privacy.secagg.graph import neighbour_graph, recommended_degree
+from trustmesh.contracts.secagg_graph import neighbour_graph, recommended_degree
 from trustmesh.privacy.secagg.messages import (
     PublicKeys,
     Reveal,

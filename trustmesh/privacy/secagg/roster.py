@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from trustmesh.contracts.secagg_graph import graph_degree, neighbour_graph
 from trustmesh.privacy.errors import PrivacyConfigError, SecAggMessageInvalid
 from trustmesh.privacy.secagg.crypto import PRG_KEY_BYTES, MaskPad, derive_key
-from trustmesh.privacy.secagg.graph import graph_degree, neighbour_graph
 from trustmesh.privacy.secagg.messages import PublicKeys
 
 
