@@ -73,6 +73,13 @@ class RefusesFirst:
             raise HistoryRejected("couchdb: HTTP 400: bad_request")
         self.inner.apply(op)
 
+    def apply_many(self, ops):  # a batch holding the refused write is refused as a whole
+        for op in ops:
+            if op.doc_id == "wf" and not self.refused:
+                raise HistoryRejected("couchdb: write fl_workflows/wf: bad_request")
+        for op in ops:
+            self.apply(op)
+
 
 def test_refused_writes_go_to_dead_letters_and_do_not_block_the_rest(tmp_path, memory):
     with HistoryOutbox(tmp_path / "o.sqlite", RefusesFirst(memory)) as outbox:

@@ -6,21 +6,26 @@ gzip-encoded attachment bodies as they come, undecoded.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ibm_cloud_sdk_core.api_exception import ApiException
 from ibm_cloud_sdk_core.authenticators import BasicAuthenticator, NoAuthAuthenticator
-from ibmcloudant.cloudant_v1 import CloudantV1
+from ibmcloudant.cloudant_v1 import BulkDocs, CloudantV1
 
 from trustmesh.errors import ConfigError
+from trustmesh.history.bulk import attachment_digest, body_of, group_by_db, plan_writes
 from trustmesh.history.designs import DESIGN_DOCS
 from trustmesh.history.documents import DATABASES, RoundHistory, model_doc_id, round_doc_id
-from trustmesh.history.errors import HistoryConflict, HistoryNotFound, HistoryUnavailable, mapped_errors
+from trustmesh.history.errors import (
+    HistoryConflict,
+    HistoryNotFound,
+    HistoryRejected,
+    HistoryUnavailable,
+    mapped_errors,
+)
 from trustmesh.history.ops import HistoryOp, OpWriter
 
 __all__ = ["CONFLICT_RETRIES", "DEFAULT_TIMEOUT", "CouchHistory", "split_credentials"]
@@ -30,7 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 CONFLICT_RETRIES = 8
 _DESIGN = "_design/"
-_META = ("_id", "_rev", "_attachments", "_conflicts", "_revs_info")
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -43,14 +47,6 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     if parts.username is None:
         return bare, None
     return bare, (unquote(parts.username), unquote(parts.password or ""))
-
-
-def _md5_digest(data: bytes) -> str:
-    return "md5-" + base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - CouchDB's digest
-
-
-def _body(doc: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k not in _META}
 
 
 class CouchHistory(OpWriter):
@@ -105,12 +101,12 @@ class CouchHistory(OpWriter):
 
     def put_doc(self, db: str, doc_id: str, doc: Mapping[str, Any]) -> bool:
         """Overwrite ``doc_id`` with ``doc`` (keeping its attachments); False if it already held it."""
-        wanted = _body(doc)
+        wanted = body_of(doc)
         for _attempt in range(CONFLICT_RETRIES):
             current = self.get_doc(db, doc_id)
             body: dict[str, Any] = {**wanted, "_id": doc_id}
             if current is not None:
-                if _body(current) == wanted:
+                if body_of(current) == wanted:
                     return False
                 body["_rev"] = current["_rev"]
                 if current.get("_attachments"):
@@ -134,7 +130,7 @@ class CouchHistory(OpWriter):
         for _attempt in range(CONFLICT_RETRIES):
             current = self.get_doc(db, doc_id)
             stub = (current or {}).get("_attachments", {}).get(name)
-            if stub is not None and stub.get("digest") == _md5_digest(data) and stub.get("length") == len(data):
+            if stub is not None and stub.get("digest") == attachment_digest(data) and stub.get("length") == len(data):
                 return False
             try:
                 with mapped_errors(f"attach {db}/{doc_id}/{name}"):
@@ -187,15 +183,49 @@ class CouchHistory(OpWriter):
         else:  # pragma: no cover - rows are written by this package only
             raise HistoryUnavailable(f"unknown history operation {op.kind!r}")
 
+    def apply_many(self, ops: Sequence[HistoryOp]) -> None:
+        """Apply operations in order, as one ``_all_docs`` read and one ``_bulk_docs`` write per
+        database (same end state as ``apply`` one by one). A document that changed under us between
+        the read and the write (409) is applied alone, with ``apply``'s conflict retries."""
+        if not self._ensured:
+            self.ensure_databases()
+        for db, wanted in group_by_db(ops).items():
+            try:
+                conflicted = self._bulk_write(db, wanted)
+            except HistoryNotFound:  # the server lost its databases
+                self.ensure_databases()
+                conflicted = self._bulk_write(db, wanted)
+            for op in ops:
+                if op.db == db and op.doc_id in conflicted:
+                    self._apply(op)
+
+    def _bulk_write(self, db: str, wanted: Mapping[str, Any]) -> set[str]:
+        """Write one database's part of a batch; the ids that conflicted."""
+        with mapped_errors(f"read {len(wanted)} documents of {db}"):
+            rows = self.service.post_all_docs(db=db, keys=list(wanted), include_docs=True).get_result()["rows"]
+        current = {row["key"]: row.get("doc") for row in rows if "error" not in row}
+        docs = plan_writes(wanted, current)
+        if not docs:
+            return set()
+        with mapped_errors(f"write {len(docs)} documents of {db}"):
+            results = self.service.post_bulk_docs(db=db, bulk_docs=BulkDocs.from_dict({"docs": docs})).get_result()
+        conflicted = set()
+        for result in results:
+            if result.get("error") == "conflict":
+                conflicted.add(result["id"])
+            elif result.get("error"):
+                raise HistoryRejected(f"couchdb: write {db}/{result.get('id')}: {result['error']}: "
+                                      f"{result.get('reason')}")
+        return conflicted
+
     def _submit(self, ops: list[HistoryOp]) -> None:
-        for op in ops:
-            self.apply(op)
+        self.apply_many(ops)
 
     # ---------------------------------------------------------------- HistoryReader
 
     def get_workflow(self, workflow_id: str) -> dict[str, Any] | None:
         doc = self.get_doc("fl_workflows", workflow_id)
-        return _body(doc) if doc else None
+        return body_of(doc) if doc else None
 
     def get_round(self, workflow_id: str, round_no: int) -> RoundHistory | None:
         doc = self.get_doc("fl_rounds", round_doc_id(workflow_id, round_no))
@@ -209,12 +239,12 @@ class CouchHistory(OpWriter):
     def node_participation(self, public_key: str) -> list[dict[str, Any]]:
         rows = self.view("fl_nodes", "participation", "by_node", start_key=[public_key],
                          end_key=[public_key, {}], include_docs=True)
-        return [_body(row["doc"]) for row in rows]
+        return [body_of(row["doc"]) for row in rows]
 
     def list_models(self, workflow_id: str) -> list[dict[str, Any]]:
         rows = self.view("fl_models", "models", "by_workflow", start_key=[workflow_id],
                          end_key=[workflow_id, {}], include_docs=True)
-        return [_body(row["doc"]) for row in rows]
+        return [body_of(row["doc"]) for row in rows]
 
     def get_model_attachment(self, workflow_id: str, model_hash: str) -> bytes | None:
         doc = self.get_doc("fl_models", model_doc_id(workflow_id, model_hash))

@@ -41,9 +41,13 @@ class MemoryHistory(OpWriter):
                     self._docs.setdefault(op.db, {}).setdefault(op.doc_id, {})
                     self.writes += 1
 
-    def _submit(self, ops: list[HistoryOp]) -> None:
+    def apply_many(self, ops: list[HistoryOp]) -> None:
+        self._check()
         for op in ops:
             self.apply(op)
+
+    def _submit(self, ops: list[HistoryOp]) -> None:
+        self.apply_many(ops)
 
     def get_doc(self, db: str, doc_id: str) -> dict[str, Any] | None:
         self._check()
