@@ -240,6 +240,18 @@ def test_median_never_returns_negative_zero():
     assert bits(agg.coordinate_median(m)) == bits(np.zeros(1, np.float32))
 
 
+@pytest.mark.parametrize("size", [3, 5, agg.SQSUM_LANES, agg.SQSUM_LANES + 1, 3 * agg.SQSUM_LANES - 7, 199210])
+def test_one_vector_norm_is_the_batched_norm(size):
+    v = rand_matrix(1, size, seed=size)[0]
+    assert agg.sq_norm(v) == agg.sq_norms([v])[0]
+    if size < 5000:
+        assert agg.sq_norm(v) == ref_sqsum(v.tolist())
+    v[size // 2] = np.inf
+    assert agg.sq_norm(v) == np.inf
+    v[0] = np.nan
+    assert np.isnan(agg.sq_norm(v))
+
+
 def test_sq_sums_match_slow_reference(monkeypatch):
     m = rand_matrix(4, 2 * agg.SQSUM_LANES + 77, seed=7)
     rows = m.tolist()

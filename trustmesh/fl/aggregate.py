@@ -381,8 +381,26 @@ def _fold_lanes(lanes: np.ndarray) -> np.ndarray:
 
 
 def sq_norm(vector: np.ndarray) -> float:
-    """Canonical squared L2 norm of a flat float32 vector (float64 lanes; see the module docstring)."""
-    return float(sq_norms([np.asarray(vector).reshape(-1)])[0])
+    """Canonical squared L2 norm of a flat float32 vector (float64 lanes; see the module docstring).
+
+    The same arithmetic as ``sq_norms`` on one row: the squares (exact in float64) laid out as rows of
+    ``SQSUM_LANES``, zero-padded (adding +0.0 to a lane changes nothing), summed row after row into the
+    lanes, then the lanes folded in order. One multiply and one add per row instead of per block.
+    """
+    flat = np.asarray(vector).reshape(-1)
+    if flat.dtype != np.float32 or flat.size == 0:
+        return float(sq_norms([flat])[0])
+    blocks = -(-flat.size // SQSUM_LANES)
+    squares = np.zeros(blocks * SQSUM_LANES, dtype=np.float64)
+    np.multiply(flat, flat, out=squares[: flat.size], dtype=np.float64)
+    table = squares.reshape(blocks, SQSUM_LANES)
+    lanes = table[0].copy()
+    for row in table[1:]:
+        np.add(lanes, row, out=lanes)
+    total = 0.0
+    for v in lanes.tolist():
+        total += v
+    return total
 
 
 def sq_norms(updates: Updates) -> np.ndarray:
