@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from trustmesh.chain import Chain
+from trustmesh.contracts.errors import StateCorrupt
 from trustmesh.contracts.records import MAX_INLINE_UPDATE, RoundRecord, WorkflowRecord
+from trustmesh.contracts.state import decode_record
 from trustmesh.dataplane.store import DataPlane
 from trustmesh.errors import LedgerError, TransactionRejected, TrustMeshError
 from trustmesh.fl.codecs import ErrorFeedback, decode_params, encode_update, model_hash
@@ -27,7 +29,6 @@ from trustmesh.fl.partition import client_partition
 from trustmesh.fl.train import evaluate, train_local
 from trustmesh.iot.secagg_participant import SecAggRounds
 from trustmesh.iot.transaction_initiator import submit_envelope
-from trustmesh.ledger.events import attribute
 from trustmesh.wakeup import PARTICIPANT_EVENTS, ROUND_OPENED, wake_only_on, woken_by
 
 LOGGER = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Participant:
         self._prefetched: set[int] = set()  # rounds whose posted model is in _models
         self._first_round: int | None = None  # the round that was current when this process started
         self._alive_at = float("-inf")
+        self._module: tuple[str, Any] | None = None  # (model name, torch module) reused across rounds
         self._secagg = SecAggRounds(self)
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> list[SubmittedRound]:
@@ -131,13 +133,31 @@ class Participant:
         The workflow's spec and members never change; when a round-opened event woke this node and
         the workflow is known, reading that round's record (open, with its base model hash) is the
         one chain read the round needs, instead of the workflow and then the round."""
-        opened = [int(e_round) for e in woken_by(self.wait)
-                  if e.event_type == ROUND_OPENED and (e_round := attribute(e, "round") or "").isdigit()]
-        if known is not None and opened and not known.spec.privacy.secure_aggregation.enabled:
-            record = self.chain.round(self.workflow_id, max(opened))
-            if record is not None and record.status == "open" and record.round > known.last_round:
+        if known is not None and not known.spec.privacy.secure_aggregation.enabled:
+            record = self._opened_by_event(known)
+            if record is not None:
                 return dataclasses.replace(known, last_round=record.round, model_hash=record.base_model_hash), record
         return self.chain.workflow(self.workflow_id), None
+
+    def _opened_by_event(self, known: WorkflowRecord) -> RoundRecord | None:
+        """The newest round a round-opened event of this wake-up carries, when it is newer than what
+        this node knows. The event's data is the round record the federation TP wrote in that block,
+        as the validator reports it, so no read is needed; the submission is checked on-chain anyway."""
+        newest: RoundRecord | None = None
+        for event in woken_by(self.wait):
+            if event.event_type != ROUND_OPENED:
+                continue
+            try:
+                record = decode_record(RoundRecord, event.data)
+            except StateCorrupt as exc:
+                LOGGER.warning("participant %s: undecodable round-opened event (%s); reading the chain",
+                               self.partition, exc)
+                return None
+            if record.workflow_id == self.workflow_id and (newest is None or record.round > newest.round):
+                newest = record
+        if newest is None or newest.status != "open" or newest.round <= known.last_round:
+            return None
+        return newest
 
     def step(self, workflow: WorkflowRecord, record: RoundRecord | None = None) -> SubmittedRound | None:
         """Submit to the current round if it is open and this node has not submitted yet (``record``:
@@ -261,12 +281,21 @@ class Participant:
                                     batch_size=plan.batch_size, epochs=plan.local_epochs, lr=training.lr,
                                     momentum=training.momentum).train()
 
+    def _local_model(self, workflow: WorkflowRecord) -> Any:
+        """The torch module to train, built once and reloaded each round (``set_params`` loads the whole
+        state). DP-SGD gets a fresh one each round: Opacus attaches hooks to the module it trains."""
+        name = workflow.spec.model
+        if workflow.spec.privacy.dp.mode == "sample":
+            return build_model(name)
+        if self._module is None or self._module[0] != name:
+            self._module = (name, build_model(name))
+        return self._module[1]
+
     def train_update(self, workflow: WorkflowRecord, record: RoundRecord) -> LocalUpdate:
         """Train on this node's partition from the round's base model; the (privatized) delta and its metrics."""
-        spec = workflow.spec
         base = self.base_model(workflow, record)
         x, y = self.local_data(workflow)
-        model = build_model(spec.model)
+        model = self._local_model(workflow)
         set_params(model, base)
         result = self._train(workflow, record.round, model, x, y, base)
         _, accuracy = evaluate(model, x, y)

@@ -179,8 +179,9 @@ class _CountingReads:
         return getattr(self.inner, name)
 
 
-def test_a_round_opened_wake_costs_one_chain_read(settled: Any) -> None:
-    """Woken by round-opened, a participant that knows the workflow reads that round's record only."""
+def test_a_round_opened_wake_costs_no_chain_read(settled: Any) -> None:
+    """Woken by round-opened, a participant that knows the workflow takes the round's record from
+    the event (the record the TP wrote in that block) and reads nothing before training."""
     stack, _ = settled
     waker = Waker(stack.ledger, WF)
     waker.wake_on(PARTICIPANT_EVENTS)
@@ -192,7 +193,8 @@ def test_a_round_opened_wake_costs_one_chain_read(settled: Any) -> None:
     assert stack.coordinator.step() == "opened"
     assert waker.wait(1.0)
     workflow, record = participant._fresh(known)
-    assert (workflow.last_round, record.round, record.status, counting.reads) == (2, 2, "open", 1)
+    assert (workflow.last_round, record.round, record.status, counting.reads) == (2, 2, "open", 0)
+    assert record == stack.reader.round(WF, 2)
     assert workflow.model_hash == record.base_model_hash == stack.reader.workflow(WF).model_hash
     assert participant.step(workflow, record) is not None  # trains on round 2 and submits
     assert stack.participants[1].chain.public_key in stack.reader.index(WF, 2).entries
