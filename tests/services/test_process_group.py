@@ -78,3 +78,34 @@ def test_servers_started_with_a_group_are_stopped_by_it(tmp_path):
         server = RedisServer(data_dir=tmp_path / "r", group=group).start()
         assert group.children == [server.child] and server.alive
     assert not server.alive
+
+
+def _niceness(stat_path):
+    return int(open(stat_path).read().rsplit(")", 1)[1].split()[16])  # field 19 of proc(5): nice
+
+
+def test_background_children_run_at_a_lower_priority(tmp_path):
+    with ProcessGroup() as group:
+        normal = group.spawn("normal", SLEEPER)
+        background = group.spawn("background", SLEEPER, niceness=10)
+        base = _niceness("/proc/self/stat")
+        assert _niceness(f"/proc/{normal.pid}/stat") == base
+        assert _niceness(f"/proc/{background.pid}/stat") == min(19, base + 10)
+
+
+def test_the_history_replay_thread_runs_at_a_lower_priority():
+    import threading
+
+    from trustmesh.history.outbox import lower_thread_priority
+
+    seen = {}
+
+    def body():
+        lower_thread_priority()
+        seen["nice"] = _niceness(f"/proc/self/task/{threading.get_native_id()}/stat")
+
+    base = _niceness("/proc/self/stat")
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen["nice"] == min(19, base + 10) and _niceness("/proc/self/stat") == base  # the process itself is untouched

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0
 POUCHDB_BIN = Path(".local/pouchdb/node_modules/.bin/pouchdb-server")
 JSON_HEADERS = {"Accept": "application/json"}
+HISTORY_NICENESS = 10
+"""The round history is archival and written behind an outbox: its server runs at a lower CPU
+priority, so on a busy machine participants' training and the ledger go first."""
 
 
 def repo_root() -> Path:
@@ -114,8 +117,8 @@ class PouchServer(ChildService):
                 db_dir = self.data_dir / "db"
                 db_dir.mkdir(parents=True, exist_ok=True)
                 argv += ["--dir", str(db_dir)]
-            child = (self.group.spawn if self.group else spawn)(f"pouchdb:{self.port}", argv,
-                                                                 log_path=self.log_path, cwd=self.data_dir)
+            child = (self.group.spawn if self.group else spawn)(f"pouchdb:{self.port}", argv, log_path=self.log_path,
+                                                                 cwd=self.data_dir, niceness=HISTORY_NICENESS)
             self._child = child
             if self._wait_ready():
                 return self

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -114,13 +114,26 @@ class Child:
         return "\n".join(text[-lines:])
 
 
+def _before_exec(die_with_parent: bool, niceness: int) -> Callable[[], None] | None:
+    if not die_with_parent and not niceness:
+        return None
+
+    def prepare() -> None:
+        if die_with_parent:
+            _die_with_parent()
+        if niceness:
+            os.nice(niceness)
+    return prepare
+
+
 def spawn(name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
           log_path: str | os.PathLike[str] | None = None, cwd: str | os.PathLike[str] | None = None,
-          die_with_parent: bool = True) -> Child:
+          die_with_parent: bool = True, niceness: int = 0) -> Child:
     """Start ``argv`` as a child in its own session, stdout and stderr into ``log_path``.
 
     Its own session keeps a terminal's Ctrl-C away from it: the parent decides the stop order.
     ``die_with_parent`` asks the kernel to SIGTERM it if the spawning *thread* ends (Linux).
+    ``niceness`` > 0 runs it at a lower CPU priority (background work that must not slow a round).
     """
     full_env = dict(os.environ)
     if env:
@@ -135,7 +148,7 @@ def spawn(name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = Non
         popen = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=full_env, cwd=cwd, start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=_before_exec(die_with_parent, niceness),  # noqa: PLW1509 - no threads started in it
         )
     except OSError as exc:
         raise ServiceError(f"cannot start {name}: {argv[0]}: {exc}") from exc
@@ -171,9 +184,10 @@ class ProcessGroup:
 
     def spawn(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
               log_path: str | os.PathLike[str] | None = None,
-              cwd: str | os.PathLike[str] | None = None) -> Child:
+              cwd: str | os.PathLike[str] | None = None, niceness: int = 0) -> Child:
         """Start one child and remember it; see :func:`spawn`."""
-        child = spawn(name, argv, env=env, log_path=log_path, cwd=cwd, die_with_parent=self.die_with_parent)
+        child = spawn(name, argv, env=env, log_path=log_path, cwd=cwd, die_with_parent=self.die_with_parent,
+                      niceness=niceness)
         with self._lock:
             self._children.append(child)
         return child
