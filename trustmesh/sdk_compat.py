@@ -15,7 +15,9 @@ reconnected, a ``RECONNECT_EVENT`` on the receive queue, so the processor core r
 A handler's context requests (state get/set/delete, events, receipt data) skip the I/O thread: each
 handler thread sends them on a DEALER of its own and reads the reply there (a validator answers
 them by context id on whichever connection they arrive), which saves two thread hand-offs per
-request. The envelope is encoded by hand (same bytes as ``Message.SerializeToString()``).
+request. Several may be in flight on that socket at once: a reply that arrives for another of the
+thread's requests is kept for it. The envelope is encoded by hand (same bytes as
+``Message.SerializeToString()``).
 """
 from __future__ import annotations
 
@@ -130,6 +132,9 @@ _CONTEXT_REQUESTS = frozenset({7, 9, 11, 13, 15})
 a validator answers them by context id on whichever connection they arrive."""
 
 _DIRECT_POLL_S = 0.05
+_EARLY_REPLIES_KEPT = 64
+"""Replies a thread keeps for requests it has not waited on yet (several context requests may be in
+flight at once); older ones belong to requests abandoned after a timeout."""
 
 
 class _DirectReply:
@@ -140,9 +145,11 @@ class _DirectReply:
     ``ValidatorConnectionError``) if the validator connection dropped meanwhile.
     """
 
-    def __init__(self, *, stream: Stream, sock: zmq.Socket, correlation_id: str, request_type: int) -> None:
+    def __init__(self, *, stream: Stream, sock: zmq.Socket, correlation_id: str, request_type: int,
+                 early: dict[str, Received]) -> None:
         self._stream = stream
         self._sock = sock
+        self._early = early  # replies this thread's socket received for its other pending requests
         self.correlation_id = correlation_id
         self._request_type = request_type
         self._generation = stream._generation
@@ -155,6 +162,9 @@ class _DirectReply:
         from sawtooth_sdk.messaging.future import FutureError, FutureResult, FutureTimeoutError
 
         deadline = None if timeout is None else time.monotonic() + timeout
+        early = self._early.pop(self.correlation_id, None)
+        if early is not None:
+            self._result = FutureResult(message_type=early.message_type, content=early.content)
         while self._result is None:
             wait = _DIRECT_POLL_S if deadline is None else max(0.0, min(_DIRECT_POLL_S, deadline - time.monotonic()))
             if self._sock.poll(int(wait * 1000)):
@@ -164,7 +174,11 @@ class _DirectReply:
                     continue
                 if reply.correlation_id == self.correlation_id:
                     self._result = FutureResult(message_type=reply.message_type, content=reply.content)
-                continue  # else a late reply to a request abandoned earlier
+                else:  # a reply to another request of this thread still in flight (or abandoned)
+                    self._early[reply.correlation_id] = reply
+                    while len(self._early) > _EARLY_REPLIES_KEPT:
+                        self._early.pop(next(iter(self._early)))
+                continue
             if self._stream._generation != self._generation or not self._stream._ready.is_set():
                 self._result = FutureError()
             elif deadline is not None and time.monotonic() >= deadline:
@@ -233,7 +247,8 @@ class Stream:
         correlation_id = _new_id().decode()
         if message_type in _CONTEXT_REQUESTS:
             sock = self._direct_socket()
-            reply = _DirectReply(stream=self, sock=sock, correlation_id=correlation_id, request_type=message_type)
+            reply = _DirectReply(stream=self, sock=sock, correlation_id=correlation_id, request_type=message_type,
+                                 early=self._local.early)
             sock.send(encode_envelope(message_type, correlation_id, content))
             return reply
         future = Future(correlation_id, request_type=message_type)
@@ -280,6 +295,7 @@ class Stream:
             sock.linger = 0
             sock.connect(self._url)
             self._local.sock = sock
+            self._local.early = {}
             with self._direct_lock:
                 self._direct.append(sock)
         return sock

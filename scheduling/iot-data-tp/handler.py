@@ -1,4 +1,4 @@
-"""iot-data handler: rule check first, then the idempotent Redis append, then the on-chain index.
+"""iot-data handler: rule check first, then the on-chain index and the idempotent Redis append.
 
 ``apply()`` may run several times for one transaction, and for transactions that never commit:
 the Lua append keeps at most one list entry per transaction id, and a Redis record only counts
@@ -19,7 +19,7 @@ from trustmesh.contracts.view import block_time
 from trustmesh.dataplane.records import SubmissionRecord
 from trustmesh.dataplane.store import DataPlane
 from trustmesh.errors import DataPlaneError
-from trustmesh.tp.common import ContextStateView, write_outcome
+from trustmesh.tp.common import ContextStateView, send_outcome
 
 
 def record_of(submission: Submission) -> bytes:
@@ -67,6 +67,10 @@ class IotDataHandler(TransactionHandler):  # type: ignore[misc]
         except StateCorrupt as exc:
             raise InternalError(f"undecodable state: {exc}") from exc
         sub = outcome.submission
+        # The index write and the event travel while Redis appends; the transaction is answered only
+        # after both, so it never commits without its record (a failed append is an internal error,
+        # and the validator drops this execution's writes).
+        confirm = send_outcome(context, outcome.changes, outcome.events)
         try:
             self._dataplane.append_submission(
                 sub.workflow_id, sub.schedule_id, sub.app_id, sub.txn_id,
@@ -74,4 +78,4 @@ class IotDataHandler(TransactionHandler):  # type: ignore[misc]
             )
         except DataPlaneError as exc:
             raise InternalError(f"redis append failed, the ledger will retry: {exc}") from exc
-        write_outcome(context, outcome.changes, outcome.events)
+        confirm()

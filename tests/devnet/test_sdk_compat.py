@@ -135,3 +135,28 @@ def test_context_requests_use_the_calling_threads_socket() -> None:
     finally:
         stream.close()
         router.close(linger=0)
+
+
+def test_context_requests_in_flight_together_get_their_own_replies() -> None:
+    """A handler may send its state write and its events before waiting: replies that come back in
+    another order still reach the request they answer."""
+    url = f"tcp://127.0.0.1:{free_port()}"
+    router = _router(url)
+    stream = Stream(url)
+    try:
+        sent = [stream.send(Message.TP_STATE_SET_REQUEST, b"set"),
+                stream.send(Message.TP_EVENT_ADD_REQUEST, b"event-1"),
+                stream.send(Message.TP_EVENT_ADD_REQUEST, b"event-2")]
+        requests = []
+        for _ in sent:
+            assert router.poll(10_000)
+            identity, data = router.recv_multipart()
+            requests.append((identity, Message.FromString(data)))
+        for identity, request in reversed(requests):  # answered last first
+            router.send_multipart([identity, Message(
+                message_type=request.message_type + 1, correlation_id=request.correlation_id,
+                content=b"re:" + request.content).SerializeToString()])
+        assert [f.result(10).content for f in sent] == [b"re:set", b"re:event-1", b"re:event-2"]
+    finally:
+        stream.close()
+        router.close(linger=0)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sawtooth_sdk.messaging.future import FutureTimeoutError
 from sawtooth_sdk.processor.core import TransactionProcessor
 from sawtooth_sdk.processor.exceptions import AuthorizationException, InternalError, InvalidTransaction
+from sawtooth_sdk.protobuf import events_pb2, state_context_pb2
+from sawtooth_sdk.protobuf.validator_pb2 import Message
 
 from trustmesh.contracts import blockinfo
 
@@ -82,8 +84,52 @@ class ContextStateView:
 
 def write_outcome(context: Any, changes: dict[str, bytes | None], events: Iterable[Any]) -> None:
     """Write a rule's state changes (None = delete) and emit its events."""
+    send_outcome(context, changes, events)()
+
+
+def send_outcome(context: Any, changes: dict[str, bytes | None], events: Iterable[Any]) -> Callable[[], None]:
+    """Send a rule's state changes and events without waiting; returns ``confirm()``, which waits
+    for every reply and raises as the SDK's ``Context`` would. The requests travel together instead
+    of one round trip each, and the caller may do its own I/O before confirming; the transaction is
+    answered only after ``confirm()``, so the validator has applied them all by then.
+
+    A context without the SDK's stream (the in-memory ledger's) is written one call at a time.
+    """
     sets = {address: value for address, value in changes.items() if value is not None}
     deletes = [address for address, value in changes.items() if value is None]
+    stream, context_id = getattr(context, "_stream", None), getattr(context, "_context_id", None)
+    if stream is None or context_id is None:
+        return lambda: _write_in_turn(context, sets, deletes, events)
+    requests: list[tuple[int, bytes, Any]] = []
+    if sets:
+        entries = [state_context_pb2.TpStateEntry(address=a, data=v) for a, v in sets.items()]
+        requests.append((Message.TP_STATE_SET_REQUEST, state_context_pb2.TpStateSetRequest(
+            context_id=context_id, entries=entries).SerializeToString(), state_context_pb2.TpStateSetResponse))
+    if deletes:
+        requests.append((Message.TP_STATE_DELETE_REQUEST, state_context_pb2.TpStateDeleteRequest(
+            context_id=context_id, addresses=deletes).SerializeToString(), state_context_pb2.TpStateDeleteResponse))
+    for event in events:
+        message = events_pb2.Event(event_type=event.event_type, data=event.data, attributes=[
+            events_pb2.Event.Attribute(key=k, value=v) for k, v in event.attributes])
+        requests.append((Message.TP_EVENT_ADD_REQUEST, state_context_pb2.TpEventAddRequest(
+            context_id=context_id, event=message).SerializeToString(), state_context_pb2.TpEventAddResponse))
+    sent = [(stream.send(kind, body), reply_type) for kind, body, reply_type in requests]
+
+    def confirm() -> None:
+        for future, reply_type in sent:
+            try:
+                reply = reply_type.FromString(future.result(STATE_TIMEOUT).content)
+            except FutureTimeoutError as exc:
+                raise InternalError("state write timed out") from exc
+            if reply_type is state_context_pb2.TpEventAddResponse:
+                if reply.status == reply_type.ERROR:
+                    raise InternalError("the validator refused an event")
+            elif reply.status == reply_type.AUTHORIZATION_ERROR:
+                raise InvalidTransaction(f"transaction did not declare an output it writes: {list(reply.addresses)}")
+    return confirm
+
+
+def _write_in_turn(context: Any, sets: dict[str, bytes], deletes: list[str], events: Iterable[Any]) -> None:
     try:
         if sets:
             context.set_state(sets, timeout=STATE_TIMEOUT)
