@@ -149,6 +149,7 @@ def run_config(name: str, args: argparse.Namespace, runs_dir: Path) -> dict[str,
             child.wait(max(0.1, 30 - (time.time() - finished)))
         time.sleep(0.5)  # the last block's events
         events.stop()
+        events.save(stack.run_dir / "events.jsonl")
         return measure(name, stack, chain, events, workflow_id, rounds, epochs, train_logs,
                        started=started, finished=finished, load_start=load_start)
     finally:

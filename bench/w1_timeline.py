@@ -68,6 +68,13 @@ class EventLog:
                 attrs = {a.key: a.value for a in event.attributes}
                 self.stamps.append(Stamp(time.time(), event.event_type, attrs))
 
+    def save(self, path: Path) -> None:
+        """Every stamp as one JSON line (arrival time, event type, attributes), to study a run later."""
+        with open(path, "w", encoding="utf-8") as handle:
+            for stamp in list(self.stamps):
+                handle.write(json.dumps({"at": stamp.at, "type": stamp.kind, "attributes": stamp.attrs})
+                             + "\n")
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
