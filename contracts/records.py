@@ -300,10 +300,26 @@ class SecAggAdvance(Record):
     round: RoundNo
 
 
+MAX_STEPS = 8
+MAX_STEP_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Steps(Record):
+    """Several federation actions of one signer as one transaction, applied in order, all or none:
+    what a batch of those actions does, in one execution instead of one per action. Each step is a
+    federation payload of the same workflow (canonical CBOR), and none is itself ``steps``."""
+
+    schema_version: Version
+    action: Literal["steps"]
+    workflow_id: Ident
+    steps: Annotated[tuple[Annotated[bytes, Len(1, MAX_STEP_BYTES)], ...], Len(2, MAX_STEPS)]
+
+
 FederationPayload = (
     RegisterWorkflow | Enroll | Approve | OpenRound | Heartbeat | CloseRound | ClaimTask
     | PostResult | AttestResult | RecordEvaluation
-    | SecAggAdvertise | SecAggShares | SecAggReveal | SecAggAdvance
+    | SecAggAdvertise | SecAggShares | SecAggReveal | SecAggAdvance | Steps
 )
 FEDERATION_ACTIONS: dict[str, type[Record]] = {
     "register_workflow": RegisterWorkflow,
@@ -320,6 +336,7 @@ FEDERATION_ACTIONS: dict[str, type[Record]] = {
     "secagg_shares": SecAggShares,
     "secagg_reveal": SecAggReveal,
     "secagg_advance": SecAggAdvance,
+    "steps": Steps,
 }
 
 

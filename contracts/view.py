@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 from trustmesh.contracts import blockinfo
 from trustmesh.contracts.errors import RuleViolation
 
-__all__ = ["MappingView", "StateView", "block_time"]
+__all__ = ["MappingView", "OverlayView", "StateView", "block_time"]
 
 
 @runtime_checkable
@@ -25,6 +25,21 @@ class MappingView:
 
     def get(self, address: str) -> bytes | None:
         return self._state.get(address)
+
+
+class OverlayView:
+    """A ``StateView`` that sees writes made on top of another view (None = deleted): the steps of
+    one transaction read what the steps before them wrote."""
+
+    def __init__(self, base: StateView) -> None:
+        self._base = base
+        self._writes: dict[str, bytes | None] = {}
+
+    def get(self, address: str) -> bytes | None:
+        return self._writes[address] if address in self._writes else self._base.get(address)
+
+    def write(self, changes: Mapping[str, bytes | None]) -> None:
+        self._writes.update(changes)
 
 
 def block_time(view: StateView) -> int:

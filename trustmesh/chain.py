@@ -20,6 +20,7 @@ from trustmesh.contracts.addresses import (
     workflow_address,
 )
 from trustmesh.contracts.families import FEDERATION, IOT_DATA, Family
+from trustmesh.contracts.payloads import federation_payload
 from trustmesh.contracts.records import (
     SCHEMA_VERSION,
     RoundRecord,
@@ -83,19 +84,24 @@ class Chain:
 
     def act_many(self, actions: list[tuple[str, dict[str, Any]]], *, wait: float | None = 30.0,
                  then: Sequence[Transaction] = ()) -> None:
-        """Send several federation actions as ONE batch: they commit together, in order, or not at all.
+        """Send several federation actions as ONE transaction (a ``steps`` payload): they commit
+        together, in order, or not at all.
 
-        Later actions see the state the earlier ones wrote (a batch executes in order), so a compute
-        node can close a round, claim its aggregate task and post the result in one block.
+        Later actions see the state the earlier ones wrote, so a compute node can close a round,
+        claim its aggregate task and post the result in one block, and in one execution: a
+        transaction of its own per action would cost the processor a round of state reads each.
         """
-        transactions = []
-        for action, fields in actions:
-            payload = {"schema_version": SCHEMA_VERSION, "action": action, **fields}
-            inputs, outputs = declared_addresses(FEDERATION, payload, self.public_key)
-            transactions.append(make_transaction(
-                self.signer, family_name=FEDERATION.name, family_version=FEDERATION.version,
-                payload=cbor.encode(payload), inputs=inputs, outputs=outputs,
-            ))
+        payloads = [federation_payload(action, **fields) for action, fields in actions]
+        if len(payloads) == 1:
+            payload = payloads[0]
+        else:
+            workflow_id = actions[0][1].get("workflow_id")
+            payload = federation_payload("steps", workflow_id=workflow_id, steps=payloads)
+        inputs, outputs = declared_addresses(FEDERATION, payload, self.public_key)
+        transactions = [make_transaction(
+            self.signer, family_name=FEDERATION.name, family_version=FEDERATION.version,
+            payload=payload, inputs=inputs, outputs=outputs,
+        )]
         transactions.extend(then)  # transactions others signed for this node's batch (see presign)
         self.client.submit([make_batch(self.signer, transactions)], wait=wait)
 

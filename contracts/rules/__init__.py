@@ -11,7 +11,7 @@ from typing import Any
 
 from trustmesh.contracts import cbor
 from trustmesh.contracts.errors import RuleViolation, SchemaError, StateCorrupt
-from trustmesh.contracts.records import FEDERATION_ACTIONS, FederationPayload, SubmitUpdate
+from trustmesh.contracts.records import FEDERATION_ACTIONS, FederationPayload, Steps, SubmitUpdate
 from trustmesh.contracts.rules.common import TERMINAL, TRANSITIONS, Event, Outcome, check_signer
 from trustmesh.contracts.rules.declare import declared_addresses
 from trustmesh.contracts.rules.round import close_round, open_round
@@ -20,7 +20,7 @@ from trustmesh.contracts.rules.submission import Submission, SubmissionOutcome, 
 from trustmesh.contracts.rules.tasks import attest_result, claim_task, post_result, record_evaluation
 from trustmesh.contracts.rules.workflow import approve, enroll, heartbeat, register_workflow
 from trustmesh.contracts.schema import Record
-from trustmesh.contracts.view import StateView
+from trustmesh.contracts.view import OverlayView, StateView
 
 __all__ = [
     "MAX_FEDERATION_PAYLOAD",
@@ -38,6 +38,7 @@ __all__ = [
     "apply_submission",
     "declared_addresses",
     "parse_federation",
+    "parse_steps",
     "parse_submission",
 ]
 
@@ -87,7 +88,39 @@ def apply_federation(view: StateView, *, signer: str, payload: bytes) -> Outcome
     """Apply one federation transaction signed by ``signer`` (its public key)."""
     check_signer(signer)
     parsed = parse_federation(payload)
+    if isinstance(parsed, Steps):
+        return _apply_steps(view, signer, parsed)
     return _HANDLERS[parsed.action](view, signer, parsed)
+
+
+def parse_steps(parsed: Steps) -> list[FederationPayload]:
+    """The actions a ``steps`` payload holds, each validated; none may be ``steps`` itself, and all
+    concern the payload's workflow."""
+    actions = []
+    for number, raw in enumerate(parsed.steps, start=1):
+        step = parse_federation(raw)
+        if isinstance(step, Steps):
+            raise RuleViolation(f"step {number}: a step may not hold steps itself")
+        if step.workflow_id != parsed.workflow_id:
+            raise RuleViolation(f"step {number}: workflow {step.workflow_id!r} is not the payload's "
+                                f"{parsed.workflow_id!r}")
+        actions.append(step)
+    return actions
+
+
+def _apply_steps(view: StateView, signer: str, parsed: Steps) -> Outcome:
+    """Each step's rule in order over the state the earlier steps left; a refused step refuses all."""
+    overlay = OverlayView(view)
+    combined = Outcome()
+    for number, step in enumerate(parse_steps(parsed), start=1):
+        try:
+            outcome = _HANDLERS[step.action](overlay, signer, step)
+        except RuleViolation as exc:
+            raise RuleViolation(f"step {number} ({step.action}): {exc}") from exc
+        overlay.write(outcome.changes)
+        combined.changes.update(outcome.changes)
+        combined.events.extend(outcome.events)
+    return combined
 
 
 def apply_submission(view: StateView, *, signer: str, payload: bytes, txn_id: str) -> SubmissionOutcome:

@@ -28,11 +28,17 @@ from trustmesh.contracts.records import (
     SecAggAdvertise,
     SecAggReveal,
     SecAggShares,
+    Steps,
 )
 from trustmesh.contracts.schema import Record
 
 
 def _federation(p: Any, signer: str) -> tuple[list[str], list[str]]:
+    if isinstance(p, Steps):  # every address any of its steps reads or writes
+        from trustmesh.contracts.rules import parse_steps
+
+        declared = [_federation(step, signer) for step in parse_steps(p)]
+        return [a for ins, _ in declared for a in ins], [a for _, outs in declared for a in outs]
     wf = workflow_address(p.workflow_id)
     if isinstance(p, RegisterWorkflow):
         return [wf], [wf]
