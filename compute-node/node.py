@@ -432,10 +432,12 @@ class ComputeNode:
         if index is None:
             index = self.chain.index(workflow.workflow_id, record.round)
         records = self.dataplane.read_submissions(workflow.workflow_id, record.schedule_id, workflow.spec.app_id)
+        secagg = (self.chain.secagg(workflow.workflow_id, record.round)
+                  if workflow.spec.privacy.secure_aggregation.enabled else None)  # else there is no record to read
         return compute_result(
             workflow=workflow, round_record=record, index=index, base_model=base, records=records,
             fetch_update=self._fetcher(workflow, record), prepared=self._prepared_for(workflow, record),
-            optimizer_state=state, secagg=self.chain.secagg(workflow.workflow_id, record.round),
+            optimizer_state=state, secagg=secagg,
         )
 
     def _initial_model_if(self, workflow: WorkflowRecord, wanted: str) -> bytes | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -298,7 +299,11 @@ class Participant:
         model = self._local_model(workflow)
         set_params(model, base)
         result = self._train(workflow, record.round, model, x, y, base)
-        _, accuracy = evaluate(model, x, y)
+        # Plain training reports its last epoch's accuracy as it went (like its loss); DP-SGD's
+        # trainer does not, so its model is evaluated on the partition afterwards.
+        accuracy = getattr(result, "accuracy", float("nan"))
+        if not math.isfinite(accuracy):
+            _, accuracy = evaluate(model, x, y)
         update = delta(get_params(model), base)
         if self.transform is not None:
             update = self.transform(update)

@@ -26,6 +26,30 @@ def test_training_lowers_the_loss(digits):
     assert np.isfinite(result.loss)
 
 
+def test_reported_accuracy_is_the_last_epochs_share_of_correct_minibatch_predictions(digits):
+    import torch
+
+    model, reference = build_model("digits-mlp"), build_model("digits-mlp")
+    reference.load_state_dict(model.state_dict())
+    result = train_local(model, digits.x_train, digits.y_train, lr=0.1, batch_size=32, epochs=2, seed=5)
+    # the same two epochs by hand, counting the last epoch's correct predictions batch by batch
+    x, y = torch.from_numpy(digits.x_train.copy()), torch.from_numpy(digits.y_train.astype(np.int64))
+    optimizer, rng, correct = torch.optim.SGD(reference.parameters(), lr=0.1), np.random.default_rng(5), 0
+    for epoch in range(2):
+        order = torch.from_numpy(rng.permutation(len(x)))
+        for start in range(0, len(x), 32):
+            batch = order[start:start + 32]
+            optimizer.zero_grad(set_to_none=True)
+            logits = reference(x[batch])
+            torch.nn.functional.cross_entropy(logits, y[batch]).backward()
+            optimizer.step()
+            correct += int((logits.argmax(1) == y[batch]).sum()) if epoch == 1 else 0
+    assert result.accuracy == correct / len(x)
+    np.testing.assert_array_equal(flatten(get_params(model)), flatten(get_params(reference)))  # training unchanged
+    _, after = evaluate(model, digits.x_train, digits.y_train)
+    assert 0.5 < result.accuracy <= 1.0 and abs(result.accuracy - after) < 0.15
+
+
 def test_same_seed_same_model_different_seed_differs(digits):
     runs = []
     for seed in (3, 3, 4):

@@ -20,11 +20,13 @@ __all__ = ["TrainResult", "train_local", "evaluate"]
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a participant reports: samples seen per epoch, mean training loss of the last epoch, seconds."""
+    """What a participant reports: samples seen per epoch, then the mean training loss and the share
+    of correctly classified samples over the last epoch (as its minibatches were trained), seconds."""
 
     num_samples: int
     loss: float
     seconds: float
+    accuracy: float = float("nan")
 
 
 def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,22 +77,26 @@ def train_local(
     rng = np.random.default_rng(seed)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    epoch_loss = float("nan")
+    epoch_loss = epoch_accuracy = float("nan")
     for _ in range(epochs):
         order = torch.from_numpy(rng.permutation(n))
-        total = 0.0
+        total, correct = 0.0, 0
         for start in range(0, n, batch_size):
             batch = order[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[batch]), yt[batch])
+            logits, target = model(xt[batch]), yt[batch]
+            loss = loss_fn(logits, target)
             total += float(loss.detach()) * len(batch)
+            correct += int((logits.detach().argmax(1) == target).sum())
             if anchor:
                 prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
                 loss = loss + 0.5 * prox_mu * prox
             loss.backward()
             optimizer.step()
         epoch_loss = total / max(n, 1)
-    return TrainResult(num_samples=n, loss=epoch_loss, seconds=time.perf_counter() - started)
+        epoch_accuracy = correct / max(n, 1)
+    return TrainResult(num_samples=n, loss=epoch_loss, seconds=time.perf_counter() - started,
+                       accuracy=epoch_accuracy)
 
 
 @torch.no_grad()
