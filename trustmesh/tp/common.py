@@ -30,6 +30,31 @@ STATE_TIMEOUT = 5.0
 """Seconds a state get/set may take before the transaction is handed back as an internal error."""
 
 
+class _LatestBlockHint:
+    """Which block's BlockInfo the next transaction will probably read (the one the last config
+    named, or the block after it), so its record rides along in the prefetch. Only a hint: the
+    rules still read "now" through the config this very context returns, so a wrong guess costs one
+    more request and never a different answer."""
+
+    def __init__(self) -> None:
+        self._latest: int | None = None
+
+    def guesses(self) -> list[str]:
+        if self._latest is None:
+            return []
+        return [blockinfo.block_address(self._latest), blockinfo.block_address(self._latest + 1)]
+
+    def learn(self, raw_config: bytes | None) -> None:
+        if raw_config:
+            try:
+                self._latest = blockinfo.decode_config(raw_config).latest_block
+            except blockinfo.BlockInfoUnavailable:
+                pass
+
+
+_BLOCK_HINT = _LatestBlockHint()
+
+
 class ContextStateView:
     """The ``StateView`` of contracts/ over the SDK ``Context``: reads once per address, caches."""
 
@@ -49,9 +74,13 @@ class ContextStateView:
         view = cls(context)
         inputs = list(transaction.header.inputs)
         wanted = [address for address in inputs if len(address) == ADDRESS_LENGTH]
-        if any(blockinfo.CONFIG_ADDRESS.startswith(prefix) for prefix in inputs):
+        reads_block_time = any(blockinfo.CONFIG_ADDRESS.startswith(prefix) for prefix in inputs)
+        if reads_block_time:
             wanted.append(blockinfo.CONFIG_ADDRESS)
+            wanted += _BLOCK_HINT.guesses()
         view.prefetch(wanted)
+        if reads_block_time:
+            _BLOCK_HINT.learn(view._cache.get(blockinfo.CONFIG_ADDRESS))
         return view
 
     def prefetch(self, addresses: Iterable[str]) -> None:
