@@ -432,13 +432,18 @@ class ComputeNode:
         if index is None:
             index = self.chain.index(workflow.workflow_id, record.round)
         records = self.dataplane.read_submissions(workflow.workflow_id, record.schedule_id, workflow.spec.app_id)
-        secagg = (self.chain.secagg(workflow.workflow_id, record.round)
-                  if workflow.spec.privacy.secure_aggregation.enabled else None)  # else there is no record to read
+        secagg = self._secagg_record(workflow, record)
         return compute_result(
             workflow=workflow, round_record=record, index=index, base_model=base, records=records,
             fetch_update=self._fetcher(workflow, record), prepared=self._prepared_for(workflow, record),
             optimizer_state=state, secagg=secagg,
         )
+
+    def _secagg_record(self, workflow: WorkflowRecord, record: RoundRecord) -> Any:
+        """The round's secure-aggregation record; a plain round has none, so nothing is read."""
+        if not workflow.spec.privacy.secure_aggregation.enabled:
+            return None
+        return self.chain.secagg(workflow.workflow_id, record.round)
 
     def _initial_model_if(self, workflow: WorkflowRecord, wanted: str) -> bytes | None:
         blob, digest = initial_model(workflow.spec.model)
@@ -587,7 +592,7 @@ class ComputeNode:
         alive = _safe(lambda: self.dataplane.alive_nodes(workflow.workflow_id), set())
         doc = round_history(workflow=workflow, record=record, index=index, alive=alive,
                             timings=self._progress.timings.get(mark, {}),
-                            secagg=self.chain.secagg(workflow.workflow_id, record.round))
+                            secagg=self._secagg_record(workflow, record))
         model_blob = None
         if record.status == "accepted" and record.result is not None:
             model_blob = self._model_blob(workflow, record.result.model_hash)

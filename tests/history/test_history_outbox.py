@@ -89,3 +89,26 @@ def test_refused_writes_go_to_dead_letters_and_do_not_block_the_rest(tmp_path, m
         (op, error), = outbox.dead_letters()
         assert op.doc_id == "wf" and "bad_request" in error
     assert memory.get_workflow("wf2") is not None
+
+
+def test_a_settled_round_is_queued_in_one_commit(tmp_path, memory):
+    from types import SimpleNamespace
+
+    from trustmesh.compute.recorder import HistoryRecorder
+
+    memory.available = False  # nothing is replayed: what the outbox holds is what one call queued
+    outbox = HistoryOutbox(tmp_path / "o.sqlite", memory, base_delay=0.01, max_delay=0.05)
+    commits = []
+    real_submit = outbox._submit
+    outbox._submit = lambda ops: (commits.append(len(ops)), real_submit(ops))
+    workflow = SimpleNamespace(workflow_id="wf", coordinator=PK[0], participants=PK[:2], compute_nodes=PK[2:],
+                               spec=SimpleNamespace(model="mlp", rounds=3), privacy_cap=3, status="active",
+                               last_round=1)
+    doc = make_round("wf", 1)
+    HistoryRecorder(outbox).record_round(doc, model_blob=b"weights", workflow=workflow)
+    assert commits == [outbox.pending()] == [1 + 1 + 4 + 2]  # workflow, round, participation x4, model + weights
+    memory.available = True
+    assert outbox.flush(10)
+    assert memory.get_round("wf", 1) == doc and memory.get_workflow("wf")["last_round"] == 1
+    assert memory.get_model_attachment("wf", doc.model_hash) == b"weights"
+    outbox.close()

@@ -108,3 +108,7 @@ class OpWriter:
     def record_model(self, version: ModelVersion, data: bytes) -> None:
         """A registry entry and the weights (safetensors or envelope bytes) attached to it."""
         self._submit(ops_for_model(version, data))
+
+    def record_ops(self, ops: list[HistoryOp]) -> None:
+        """Several writes (``ops_for_*``) as one step: one durable outbox commit for all of them."""
+        self._submit(list(ops))
