@@ -33,6 +33,8 @@ from trustmesh.fl.initial import initial_model
 from trustmesh.fl.models import build_model
 from trustmesh.fl.params import set_params, spec_for_model
 from trustmesh.fl.train import evaluate
+from trustmesh.ledger.events import attribute
+from trustmesh.wakeup import SUBMITTED, woken_by
 
 LOGGER = logging.getLogger(__name__)
 
@@ -159,6 +161,9 @@ class ComputeNode:
 
     def step(self, workflow_id: str) -> str:
         """One reconcile pass over a workflow: 'acted', 'waiting', 'idle' or 'completed'."""
+        watched = self._woken_by_submissions_only(workflow_id)
+        if watched is not None:
+            return str(self._on_open(*watched))
         workflow = self.chain.workflow(workflow_id)
         if workflow is None or self.key not in workflow.compute_nodes:
             return "idle"
@@ -184,6 +189,25 @@ class ComputeNode:
         if handler is None:  # accepted, rejected, failed: the coordinator opens the next round
             return "idle"
         return str(handler(workflow, record))
+
+    def _woken_by_submissions_only(self, workflow_id: str) -> tuple[WorkflowRecord, RoundRecord] | None:
+        """The open round this node watches, when nothing but its ``submitted`` events ended the wait.
+
+        Submissions change the round's index, never its record or the workflow's (a close, a
+        verdict or anything else would come with events of its own), so the node goes straight to
+        reading the index instead of reading the workflow and the round again first."""
+        kept = self._watched.get(workflow_id)
+        events = woken_by(self.wait)
+        if kept is None or not events:
+            return None
+        workflow, record, _ = kept
+        if workflow.spec.privacy.secure_aggregation.enabled:
+            return None
+        for event in events:
+            if (event.event_type != SUBMITTED or attribute(event, "workflow_id") != workflow_id
+                    or attribute(event, "round") != str(record.round)):
+                return None
+        return workflow, record
 
     # -- per status -------------------------------------------------------------------------------
     def _on_open(self, workflow: WorkflowRecord, record: RoundRecord) -> str:

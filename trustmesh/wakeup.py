@@ -27,6 +27,7 @@ EVENT_TYPES = (
 )
 
 ROUND_OPENED = "federation/round-opened"
+SUBMITTED = "iot-data/submitted"
 
 SETTLED_EVENTS = ("federation/model-accepted", "federation/model-rejected", "federation/round-failed")
 """A round reached its verdict: the coordinator may open the next one."""

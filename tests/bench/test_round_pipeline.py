@@ -199,3 +199,27 @@ def test_a_round_opened_wake_costs_no_chain_read(settled: Any) -> None:
     assert participant.step(workflow, record) is not None  # trains on round 2 and submits
     assert stack.participants[1].chain.public_key in stack.reader.index(WF, 2).entries
     waker.close()
+
+
+def test_woken_by_submissions_the_leader_reads_only_the_index_before_posting() -> None:
+    """Submissions never change the workflow or the round record: a compute node that only they
+    woke goes straight to the round's index, and closes, claims and posts from there."""
+    stack = Round()
+    counting = _CountingReads(stack.ledger)
+    waker = Waker(stack.ledger, WF)
+    leader = ComputeNode(chain=Chain(client=counting, signer=stack.leader.chain.signer),  # type: ignore[arg-type]
+                         dataplane=stack.plane, workflow_ids=[WF], heartbeat_every=1e9, wait=waker.wait)
+    assert stack.coordinator.step() == "opened"
+    assert leader.step(WF) == "waiting"  # sees round 1 open and watches it
+    assert waker.wait(1.0)  # round-opened
+    stack.submit_all()
+    assert waker.wait(1.0) and {e.event_type for e in waker.woken_by} == {"iot-data/submitted"}
+    counting.reads = 0
+    assert leader.step(WF) == "acted"
+    assert counting.reads == 1  # the index; the workflow and round came from what it watched
+    assert stack.current().status == "aggregated" and stack.current().result.aggregator == leader.key
+    assert waker.wait(1.0)  # the post's own events: not submissions only, so the chain is read again
+    counting.reads = 0
+    leader.step(WF)
+    assert counting.reads >= 2
+    waker.close()
