@@ -132,8 +132,8 @@ class Participant:
         """The workflow as it stands, and the round when the wake-up was its round-opened event.
 
         The workflow's spec and members never change; when a round-opened event woke this node and
-        the workflow is known, reading that round's record (open, with its base model hash) is the
-        one chain read the round needs, instead of the workflow and then the round."""
+        the workflow is known, the round's record (open, with its base model hash) comes with the
+        event and nothing is read; otherwise the workflow is read from the chain."""
         if known is not None and not known.spec.privacy.secure_aggregation.enabled:
             record = self._opened_by_event(known)
             if record is not None:
