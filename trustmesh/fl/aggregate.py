@@ -665,29 +665,48 @@ def cosine_trim(
     aggregate and the kept indices.
     """
     rows = _rows(updates)
-    n = len(rows)
-    if not 0 <= f < n:
-        raise AggregationError(f"cosine_trim needs 0 <= f < {n} (updates)")
-    if not (math.isfinite(norm_cap) and norm_cap >= 1.0):
-        raise AggregationError("cosine_trim needs a finite norm_cap >= 1")
-    counts = list(num_samples)
-    if len(counts) != n:
-        raise AggregationError(f"{n} updates but {len(counts)} sample counts")
+    _check_trim("cosine_trim", len(rows), f, norm_cap)
+    counts = _sample_counts(rows, num_samples)
     norms = [math.sqrt(v) for v in sq_norms(rows).tolist()]
-    typical = _median_of(norms)
     reference = coordinate_median(rows, workers=workers)
-    ref_norm = math.sqrt(sq_norm(reference))
-    cosines = [
+    cosines = _cosines(rows, norms, reference, math.sqrt(sq_norm(reference)))
+    kept = sorted(sorted(range(len(rows)), key=lambda i: (cosines[i], i))[f:])
+    return _capped_mean(rows, counts, norms, kept, norm_cap, workers), kept
+
+
+def _check_trim(name: str, n: int, f: int, norm_cap: float) -> None:
+    if not 0 <= f < n:
+        raise AggregationError(f"{name} needs 0 <= f < {n} (updates)")
+    if not (math.isfinite(norm_cap) and norm_cap >= 1.0):
+        raise AggregationError(f"{name} needs a finite norm_cap >= 1")
+
+
+def _sample_counts(rows: list[np.ndarray], num_samples: Sequence[float]) -> list[float]:
+    counts = list(num_samples)
+    if len(counts) != len(rows):
+        raise AggregationError(f"{len(rows)} updates but {len(counts)} sample counts")
+    return counts
+
+
+def _cosines(rows: list[np.ndarray], norms: list[float], reference: np.ndarray, ref_norm: float) -> list[float]:
+    """Canonical cosine of every update to ``reference`` (0 where either vector is zero)."""
+    return [
         d / (norm * ref_norm) if norm > 0.0 and ref_norm > 0.0 else 0.0
         for d, norm in zip(dot_products(rows, reference).tolist(), norms, strict=True)
     ]
-    kept = sorted(sorted(range(n), key=lambda i: (cosines[i], i))[f:])
+
+
+def _capped_mean(rows: list[np.ndarray], counts: list[float], norms: list[float], kept: list[int],
+                 norm_cap: float, workers: int) -> np.ndarray:
+    """Sample-weighted mean of the ``kept`` rows, each longer than ``norm_cap`` times the median norm
+    (over all rows) shrunk to that median."""
+    typical = _median_of(norms)
     shares = data_shares([counts[i] for i in kept]).tolist()
     coefs = [
         share * (typical / norms[i] if norms[i] > norm_cap * typical else 1.0)
         for share, i in zip(shares, kept, strict=True)
     ]
-    return weighted_sum([rows[i] for i in kept], coefs, workers=workers), kept
+    return weighted_sum([rows[i] for i in kept], coefs, workers=workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,28 +737,19 @@ def trend_trim(
     """
     rows = _rows(updates)
     n = len(rows)
-    if not 0 <= f < n:
-        raise AggregationError(f"trend_trim needs 0 <= f < {n} (updates)")
-    if not (math.isfinite(norm_cap) and norm_cap >= 1.0):
-        raise AggregationError("trend_trim needs a finite norm_cap >= 1")
+    _check_trim("trend_trim", n, f, norm_cap)
     if not -1.0 <= min_cosine <= 1.0:
         raise AggregationError("trend_trim needs -1 <= min_cosine <= 1")
-    counts = list(num_samples)
-    if len(counts) != n:
-        raise AggregationError(f"{n} updates but {len(counts)} sample counts")
+    counts = _sample_counts(rows, num_samples)
     if reference is not None and (reference.dtype != np.float32 or reference.shape != rows[0].shape):
         raise AggregationError("the trend reference must be a float32 vector as long as the updates")
     norms = [math.sqrt(v) for v in sq_norms(rows).tolist()]
-    typical = _median_of(norms)
 
     def cosines_to(ref: np.ndarray) -> list[float]:
         ref_norm = math.sqrt(sq_norm(ref))
         if not math.isfinite(ref_norm):
             raise AggregationError("the trend reference is not finite")
-        return [
-            d / (norm * ref_norm) if norm > 0.0 and ref_norm > 0.0 else 0.0
-            for d, norm in zip(dot_products(rows, ref).tolist(), norms, strict=True)
-        ]
+        return _cosines(rows, norms, ref, ref_norm)
 
     cosines = cosines_to(reference) if reference is not None else []  # all zero: no direction to follow
     if not any(cosines) or sum(c < min_cosine for c in cosines) > f:
@@ -747,12 +757,7 @@ def trend_trim(
     lowest = sorted(range(n), key=lambda i: (cosines[i], i))[:f]
     dropped = {i for i in lowest if cosines[i] < min_cosine}
     kept = [i for i in range(n) if i not in dropped]
-    shares = data_shares([counts[i] for i in kept]).tolist()
-    coefs = [
-        share * (typical / norms[i] if norms[i] > norm_cap * typical else 1.0)
-        for share, i in zip(shares, kept, strict=True)
-    ]
-    return weighted_sum([rows[i] for i in kept], coefs, workers=workers), kept
+    return _capped_mean(rows, counts, norms, kept, norm_cap, workers), kept
 
 
 # ---------------------------------------------------------------------------------------------
